@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up (see install.sh) and run the whole check: lint, types, tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+.venv/bin/ruff check src tests bench
+.venv/bin/mypy
+.venv/bin/pytest -q "$@"

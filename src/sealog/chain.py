@@ -1,0 +1,123 @@
+"""Sealing and verification of per-tenant hash chains.
+
+``hash = SHA-256(prev_hash || canonical(event))`` over raw bytes, ``prev_hash`` of a
+tenant's first event is 32 zero bytes, and ``canonical`` is the RFC 8785 JSON of
+every content field (all fields but seq, prev_hash, hash and recorded_at; nulls
+included). Stores keep the JSON columns in canonical form, so verification
+re-hashes stored text without re-encoding it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final, NamedTuple
+
+from .canonical import canonical_event, canonical_value
+from .event import CONTENT_FIELDS, JSON_FIELDS, Event
+
+GENESIS: Final = "0" * 64
+SCALAR_FIELDS: Final = tuple(f for f in CONTENT_FIELDS if f not in JSON_FIELDS)
+MAX_PROBLEMS: Final = 1000
+"""Verification keeps this many problems in memory; it still counts the rest."""
+
+
+def link(prev_hash: str, canonical: bytes) -> str:
+    return hashlib.sha256(bytes.fromhex(prev_hash) + canonical).hexdigest()
+
+
+class Sealed(NamedTuple):
+    """An event ready to insert: canonical JSON columns and its place in the chain."""
+
+    event: Event
+    json: dict[str, bytes]
+    seq: int
+    prev_hash: str
+    hash: str
+
+
+def seal(events: Iterable[Event], heads: dict[str, tuple[int, str]]) -> list[Sealed]:
+    """Extend each tenant's chain; ``heads`` maps tenant to (seq, hash) and is updated."""
+    sealed = []
+    for event in events:
+        raw = {name: canonical_value(getattr(event, name)) for name in JSON_FIELDS}
+        scalars = {name: getattr(event, name) for name in SCALAR_FIELDS}
+        seq, prev = heads.get(event.tenant_id, (0, GENESIS))
+        digest = link(prev, canonical_event(scalars, raw))
+        heads[event.tenant_id] = (seq + 1, digest)
+        sealed.append(Sealed(event, raw, seq + 1, prev, digest))
+    return sealed
+
+
+@dataclass(frozen=True)
+class Problem:
+    tenant_id: str
+    seq: int
+    kind: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"tenant {self.tenant_id!r} seq {self.seq}: {self.kind}: {self.detail}"
+
+
+@dataclass
+class VerifyReport:
+    """The outcome of re-hashing chains: ``ok`` is False as soon as anything is wrong."""
+
+    checked: int = 0
+    tenants: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    problem_count: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.problem_count == 0
+
+    def add(self, problem: Problem) -> None:
+        self.problem_count += 1
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(problem)
+
+
+class StoredRow(NamedTuple):
+    """What verification reads of one stored event, in seq order."""
+
+    scalars: dict[str, Any]
+    json: dict[str, bytes]
+    seq: int
+    prev_hash: str
+    hash: str
+
+
+def verify_chain(
+    tenant_id: str,
+    rows: Iterator[StoredRow],
+    head: tuple[int, str] | None,
+    report: VerifyReport,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Stream one tenant's rows; report each break by seq. Constant memory."""
+    report.tenants += 1
+    expected_seq, expected_prev = 1, GENESIS
+    last_seq, last_hash = 0, GENESIS
+    for row in rows:
+        report.checked += 1
+        if row.seq != expected_seq:
+            what = "missing" if row.seq > expected_seq else "duplicate or out of order"
+            report.add(Problem(tenant_id, row.seq, "seq", f"expected {expected_seq} ({what})"))
+        if row.prev_hash != expected_prev:
+            report.add(
+                Problem(tenant_id, row.seq, "prev_hash", "does not match the previous event's hash")
+            )
+        actual = link(row.prev_hash, canonical_event(row.scalars, row.json))
+        if actual != row.hash:
+            report.add(Problem(tenant_id, row.seq, "hash", "content does not match its hash"))
+        expected_seq, expected_prev = row.seq + 1, row.hash
+        last_seq, last_hash = row.seq, row.hash
+        if progress is not None and report.checked % 10_000 == 0:
+            progress(report.checked)
+    if head is not None and (last_seq, last_hash) != head:
+        report.add(
+            Problem(tenant_id, head[0], "head", f"chain head says seq {head[0]}, last row is {last_seq}")
+        )

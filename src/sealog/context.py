@@ -1,0 +1,44 @@
+"""Fields that follow the work: contextvars (threads and asyncio tasks) and OpenTelemetry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+_fields: ContextVar[dict[str, Any] | None] = ContextVar("sealog_context", default=None)
+
+
+def current() -> dict[str, Any] | None:
+    return _fields.get()
+
+
+@contextmanager
+def bind(**fields: Any) -> Iterator[dict[str, Any]]:
+    """Layer fields over the enclosing context for the duration of the block."""
+    merged = {**(_fields.get() or {}), **{k: v for k, v in fields.items() if v is not None}}
+    token = _fields.set(merged)
+    try:
+        yield merged
+    finally:
+        _fields.reset(token)
+
+
+def _load_trace_ids() -> Callable[[], tuple[str, str] | None] | None:
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        return None
+
+    def trace_ids() -> tuple[str, str] | None:
+        ctx = trace.get_current_span().get_span_context()
+        if not ctx.is_valid:
+            return None
+        return f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}"
+
+    return trace_ids
+
+
+trace_ids = _load_trace_ids()
+"""Returns (trace id, span id) of the active span; None when opentelemetry-api is absent."""

@@ -1,0 +1,28 @@
+"""The exceptions sealog raises into callers: only for the caller's own mistakes."""
+
+from __future__ import annotations
+
+
+class SealogError(Exception):
+    """Base class of every sealog exception."""
+
+
+class InvalidEvent(SealogError, ValueError):
+    """The event the caller built is not acceptable; ``field`` names the culprit."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class SpoolFull(SealogError):
+    """The local spool reached its size cap and the configured policy gave up waiting."""
+
+
+class StoreUnavailable(SealogError):
+    """The store (or broker) cannot be reached now; the operation may succeed later."""
+
+
+class InvalidQuery(SealogError, ValueError):
+    """A query argument (pattern, cursor, time span) is malformed."""

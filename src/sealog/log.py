@@ -1,0 +1,391 @@
+"""AuditLog: the one object users hold. It wires context, redaction, spool, writer, sink."""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import msgspec
+from uuid_utils import uuid7
+
+from . import context, patterns, timefmt
+from .chain import VerifyReport
+from .errors import InvalidEvent, InvalidQuery, SealogError
+from .event import (
+    Event,
+    check_action,
+    check_ip,
+    check_metadata,
+    check_occurred_at,
+    check_outcome,
+    check_proof,
+    check_tenant,
+    encode,
+)
+from .redact import DEFAULT as DEFAULT_REDACTOR
+from .redact import Redactor
+from .spool import FullPolicy, Spool
+from .stores import Page, Query, Store, open_store
+from .writer import Sink, Writer
+
+if TYPE_CHECKING:
+    from .builder import EventBuilder
+
+log = logging.getLogger("sealog")
+event_log = logging.getLogger("sealog.events")
+
+DEFAULT_URL: Final = "sqlite:///sealog.db"
+F = TypeVar("F", bound=Callable[..., Any])
+_CACHE_LIMIT: Final = 10_000
+_CONTEXT_FIELDS: Final = (
+    "tenant_id", "actor_type", "actor_id", "target_type", "target_id", "ip_address",
+    "user_agent", "request_id", "correlation_id", "span_id", "parent_event_id", "source",
+)
+
+
+def resolve_url(url: str | None) -> str:
+    return url or os.environ.get("SEALOG_URL") or DEFAULT_URL
+
+
+def default_spool_dir(url: str) -> Path:
+    if env := os.environ.get("SEALOG_SPOOL_DIR"):
+        return Path(env)
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///") + ".spool")
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return state / "sealog" / f"spool-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
+
+
+class AuditLog(AbstractContextManager["AuditLog"]):
+    """Records audit events durably and cheaply; see the README for the whole API."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        store: Store | None = None,
+        broker: str | None = None,
+        exchange: str = "sealog.events",
+        spool_dir: str | os.PathLike[str] | None = None,
+        source: str | None = None,
+        redactor: Redactor = DEFAULT_REDACTOR,
+        migrate: bool = True,
+        max_spool_bytes: int = 1 << 30,
+        spool_full: FullPolicy = "block",
+        spool_timeout: float = 5.0,
+    ) -> None:
+        self.url = store.url if store is not None else resolve_url(url)
+        self.store: Store | None = store
+        broker = broker or os.environ.get("SEALOG_BROKER_URL")
+        sink: Sink
+        if broker:
+            from .broker.publisher import Publisher
+
+            sink = Publisher(broker, exchange=exchange)
+            if store is None and (url or os.environ.get("SEALOG_URL")):
+                self.store = open_store(self.url)
+        else:
+            if self.store is None:
+                self.store = open_store(self.url)
+            sink = self.store
+        self.source = source
+        self.redactor = redactor
+        directory = spool_dir or default_spool_dir(broker or self.url)
+        self.spool = Spool(directory, max_bytes=max_spool_bytes, full_policy=spool_full,
+                           full_timeout=spool_timeout)
+        self._sink = sink
+        self._migrate = migrate
+        self._writer = Writer(self.spool, sink, migrate=migrate)
+        self._tenants: set[str] = set()
+        self._actions: set[str] = set()
+        self._closed = False
+        self._close_lock = threading.Lock()
+        atexit.register(self.close)
+        _live.add(self)
+
+    # -- emitting --------------------------------------------------------------------
+
+    def emit(
+        self,
+        *,
+        tenant_id: str | None = None,
+        action: str | None = None,
+        actor: tuple[str, str] | None = None,
+        target: tuple[str, str] | None = None,
+        outcome: str = "success",
+        actor_type: str | None = None,
+        actor_id: str | None = None,
+        target_type: str | None = None,
+        target_id: str | None = None,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        request_id: str | None = None,
+        correlation_id: str | None = None,
+        span_id: str | None = None,
+        parent_event_id: str | None = None,
+        source: str | None = None,
+        latency_ms: float | None = None,
+        error_code: str | None = None,
+        error_message: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        proof: dict[str, Any] | None = None,
+        before: Any = None,
+        after: Any = None,
+        occurred_at: Any = None,
+        event_id: str | None = None,
+    ) -> str:
+        """Record one event; returns its event_id once it is in the durable spool.
+
+        Raises InvalidEvent for the caller's mistakes only; storage trouble is retried
+        in the background and never raised here.
+        """
+        try:
+            if actor is not None:
+                actor_type, actor_id = actor  # types are checked by encode
+            if target is not None:
+                target_type, target_id = target
+        except (TypeError, ValueError):
+            raise InvalidEvent("actor" if target is None else "actor/target",
+                               "must be a (type, id) pair of strings") from None
+        scrub = self.redactor.redact
+        event = Event(
+            event_id=str(uuid7()) if event_id is None else event_id,
+            tenant_id=tenant_id,  # type: ignore[arg-type]  # checked below, after the context
+            action=action,  # type: ignore[arg-type]
+            occurred_at=timefmt.now() if occurred_at is None else check_occurred_at(occurred_at),
+            outcome=outcome,  # type: ignore[arg-type]  # checked by encode
+            actor_type=actor_type, actor_id=actor_id, target_type=target_type,
+            target_id=target_id,
+            ip_address=None if ip_address is None else check_ip(ip_address),
+            user_agent=user_agent, request_id=request_id, correlation_id=correlation_id,
+            span_id=span_id, parent_event_id=parent_event_id, source=source or self.source,
+            latency_ms=latency_ms, error_code=error_code,
+            error_message=None if error_message is None else self.redactor.text(error_message),
+            metadata={} if metadata is None else scrub(check_metadata(metadata), "metadata"),
+            proof=None if proof is None else scrub(check_proof(proof), "proof"),
+            before=None if before is None else scrub(before, "before"),
+            after=None if after is None else scrub(after, "after"),
+        )
+        bound = context.current()
+        if bound is not None or (correlation_id is None and context.trace_ids is not None):
+            event = self._enrich(event, bound)
+        if event.tenant_id not in self._tenants:
+            self._remember(self._tenants, check_tenant(event.tenant_id))
+        if action not in self._actions:
+            self._remember(self._actions, check_action(action))
+        line = encode(event)
+        if self._closed:
+            raise SealogError("this AuditLog is closed")
+        segment = self.spool.append(line)
+        if segment is not None:
+            self._writer.submit(segment, line)
+        if event_log.isEnabledFor(logging.DEBUG):
+            event_log.debug("%s %s", event.action, event.event_id,
+                            extra={"sealog_event": event.to_dict()})
+        return event.event_id
+
+    def _remember(self, cache: set[str], value: str) -> None:
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache.add(value)
+
+    def _enrich(self, event: Event, bound: dict[str, Any] | None) -> Event:
+        """Fill what the caller left out from the context and the active trace."""
+        changes: dict[str, Any] = {}
+        if bound is not None:
+            for name in _CONTEXT_FIELDS:
+                if getattr(event, name) is None and name in bound:
+                    changes[name] = bound[name]
+            if "metadata" in bound:
+                changes["metadata"] = {**bound["metadata"], **event.metadata}
+        if (event.correlation_id is None and "correlation_id" not in changes
+                and context.trace_ids is not None):
+            ids = context.trace_ids()
+            if ids is not None:
+                changes["correlation_id"] = ids[0]
+                if event.span_id is None and "span_id" not in changes:
+                    changes["span_id"] = ids[1]
+        return msgspec.structs.replace(event, **changes) if changes else event
+
+    def event(self, tenant_id: str | None = None) -> EventBuilder:
+        """A fresh fluent builder for one event (never shared: safe across threads)."""
+        from .builder import EventBuilder
+
+        return EventBuilder(self, tenant_id)
+
+    def context(self, **fields: Any) -> AbstractContextManager[dict[str, Any]]:
+        """Fields for every emit inside the block (threads and asyncio tasks see their own)."""
+        if "actor" in fields:
+            fields["actor_type"], fields["actor_id"] = _pair("actor", fields.pop("actor"))
+        if "target" in fields:
+            fields["target_type"], fields["target_id"] = _pair("target", fields.pop("target"))
+        unknown = set(fields) - {*_CONTEXT_FIELDS, "metadata"}
+        if unknown:
+            raise InvalidEvent(sorted(unknown)[0], "not a field the context can carry")
+        return context.bind(**fields)
+
+    def audited(self, action: str, **fields: Any) -> Callable[[F], F]:
+        """Decorate a function so each call emits ``action`` with outcome and latency."""
+        from .audited import audited
+
+        return audited(self, action, **fields)
+
+    # helpers: thin, so the field mapping lives in one place (helpers.py)
+    def login(self, tenant_id: str, user_id: str, **kw: Any) -> str:
+        from .helpers import login
+
+        return login(self, tenant_id, user_id, **kw)
+
+    def logout(self, tenant_id: str, user_id: str, **kw: Any) -> str:
+        from .helpers import logout
+
+        return logout(self, tenant_id, user_id, **kw)
+
+    def data_export(self, tenant_id: str, actor_id: str, **kw: Any) -> str:
+        from .helpers import data_export
+
+        return data_export(self, tenant_id, actor_id, **kw)
+
+    def data_deletion(self, tenant_id: str, actor_id: str, **kw: Any) -> str:
+        from .helpers import data_deletion
+
+        return data_deletion(self, tenant_id, actor_id, **kw)
+
+    def settings_change(self, tenant_id: str, actor_id: str, setting: str,
+                        before: Any, after: Any, **kw: Any) -> str:
+        from .helpers import settings_change
+
+        return settings_change(self, tenant_id, actor_id, setting, before, after, **kw)
+
+    # -- delivery --------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = 5.0) -> bool:
+        """True when everything emitted so far (and any dead process's spool) is stored."""
+        return self._writer.flush(timeout, self.spool.appended)
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Drain and release; idempotent. What cannot be drained stays in the spool."""
+        with self._close_lock:
+            if self._closed:
+                return True
+            self._closed = True
+        atexit.unregister(self.close)
+        drained = self._writer.stop(timeout)
+        self.spool.close()
+        self._sink.close()
+        if self.store is not None and self.store is not self._sink:
+            self.store.close()
+        _live.discard(self)
+        return drained
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def stats(self) -> dict[str, Any]:
+        """Delivery counters: nothing is lost silently, so every failure is counted here."""
+        writer = self._writer.stats
+        return {
+            "emitted": self.spool.appended,
+            "stored": writer.stored,
+            "duplicates": writer.duplicates,
+            "backlog": len(self._writer.queue),
+            "spool_bytes": self.spool.bytes,
+            "dropped": self.spool.dropped,
+            "retries": writer.retries,
+            "errors": writer.errors,
+            "quarantined": writer.quarantined,
+            "recovered_spools": writer.recovered,
+            "last_error": writer.last_error,
+            "last_write_ms": round(writer.last_write_ms, 3),
+        }
+
+    # -- reading ---------------------------------------------------------------------
+
+    def _reader(self) -> Store:
+        if self.store is None:
+            raise SealogError("this AuditLog publishes to a broker and has no store to read")
+        return self.store
+
+    def query(
+        self,
+        tenant_id: str,
+        action: str | None = None,
+        actor_id: str | None = None,
+        target_id: str | None = None,
+        outcome: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        request_id: str | None = None,
+        correlation_id: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> Page:
+        """One page of a tenant's events, newest first; pass ``page.next`` as ``after``."""
+        return self._reader().query(make_query(
+            tenant_id, action=action, actor_id=actor_id, target_id=target_id, outcome=outcome,
+            since=since, until=until, request_id=request_id, correlation_id=correlation_id,
+            limit=limit, after=after,
+        ))
+
+    def get(self, tenant_id: str, event_id: str) -> Event | None:
+        return self._reader().get(tenant_id, event_id)
+
+    def iter_events(self, tenant_id: str, after_seq: int = 0) -> Iterator[Event]:
+        return self._reader().iter_events(tenant_id, after_seq)
+
+    def verify(self, tenant_id: str | None = None,
+               progress: Callable[[int], None] | None = None) -> VerifyReport:
+        return self._reader().verify(tenant_id, progress)
+
+
+def make_query(tenant_id: str, *, since: str | None = None, until: str | None = None,
+               action: str | None = None, outcome: str | None = None, **rest: Any) -> Query:
+    """Check and normalise query arguments; InvalidQuery names what is wrong."""
+    try:
+        check_tenant(tenant_id)
+    except InvalidEvent as exc:
+        raise InvalidQuery(str(exc)) from None
+    if action is not None:
+        patterns.check(action)
+    if outcome is not None:
+        try:
+            check_outcome(outcome)
+        except InvalidEvent as exc:
+            raise InvalidQuery(str(exc)) from None
+    bounds: dict[str, Any] = {}
+    for name, value in (("since", since), ("until", until)):
+        if value is not None:
+            try:
+                bounds[name] = timefmt.parse_when(value)
+            except ValueError as exc:
+                raise InvalidQuery(f"{name}: {exc}") from None
+    return Query(tenant_id=tenant_id, action=action, outcome=outcome, **bounds, **rest)
+
+
+def _pair(field: str, value: Any) -> tuple[str, str]:
+    if isinstance(value, tuple | list) and len(value) == 2 and all(isinstance(v, str) for v in value):
+        return value[0], value[1]
+    raise InvalidEvent(field, "must be a (type, id) pair of strings")
+
+
+_live: weakref.WeakSet[AuditLog] = weakref.WeakSet()
+
+
+def _restart_after_fork() -> None:
+    """A forked child gets its own writer; the parent keeps delivering its own queue."""
+    for audit_log in list(_live):
+        if not audit_log._closed:
+            audit_log._writer = Writer(audit_log.spool, audit_log._sink, migrate=audit_log._migrate)
+
+
+os.register_at_fork(after_in_child=_restart_after_fork)

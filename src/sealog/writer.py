@@ -1,0 +1,259 @@
+"""Background delivery: batches from the spool to the sink, retried until they land.
+
+The writer owns its thread; the sink (a store or the broker publisher) only writes.
+It never dies from a bad row: a batch that fails for a reason other than an outage
+is split until the bad event stands alone, which goes to the quarantine file.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+import msgspec
+
+from .errors import StoreUnavailable
+from .event import Event, decode
+from .spool import Segment, Spool
+
+log = logging.getLogger("sealog")
+
+MAX_BATCH: Final = 2000
+BACKOFF_START: Final = 0.05
+BACKOFF_CAP: Final = 5.0
+ORPHAN_SCAN_EVERY: Final = 5.0
+FSYNC_EVERY: Final = 0.2
+
+
+class Sink(Protocol):
+    """Where the writer delivers: a store, or the broker publisher."""
+
+    def migrate(self) -> None: ...
+
+    def write(self, events: Sequence[Event]) -> int: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class Stats:
+    stored: int = 0
+    duplicates: int = 0
+    retries: int = 0
+    errors: int = 0
+    quarantined: int = 0
+    recovered: int = 0
+    """Dead owners' spools delivered."""
+    last_error: str | None = None
+    last_write_ms: float = 0.0
+
+
+Item = tuple[Segment, bytes]
+
+
+class Writer:
+    """Moves events from the in-memory queue (fed by emit) and from dead owners' spools."""
+
+    def __init__(self, spool: Spool, sink: Sink, *, migrate: bool = True) -> None:
+        self.spool = spool
+        self.sink = sink
+        self.stats = Stats()
+        self.queue: collections.deque[Item] = collections.deque()
+        self.idle = False
+        self._migrate = migrate
+        self._wake = threading.Event()
+        self._done = threading.Condition()
+        self._delivered = 0
+        self._recovered_once = False
+        self._stopping = False
+        self._abandon_at = float("inf")
+        self._last_scan = 0.0
+        self._last_failure_log = 0.0
+        self._thread: threading.Thread | None = None
+        self.start()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="sealog-writer", daemon=True)
+        try:
+            self._thread.start()
+        except RuntimeError:  # interpreter shutting down: the spool keeps the events
+            self._thread = None
+
+    # -- the caller's side -----------------------------------------------------------
+
+    def submit(self, segment: Segment, line: bytes) -> None:
+        self.queue.append((segment, line))
+        if self.idle:
+            self._wake.set()
+
+    def flush(self, timeout: float | None, target: int) -> bool:
+        """Wait until ``target`` events of this process and the first recovery are delivered."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._wake.set()
+        with self._done:
+            while self._delivered < target or not self._recovered_once:
+                if self._thread is None or not self._thread.is_alive():
+                    return False
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._done.wait(0.05 if left is None else min(left, 0.05))
+        return True
+
+    def stop(self, timeout: float) -> bool:
+        """Drain within ``timeout``; what is left stays in the spool for the next process."""
+        self._stopping = True
+        self._abandon_at = time.monotonic() + timeout
+        self._wake.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout + 1.0)
+            if thread.is_alive():
+                log.warning("sealog: writer thread %s did not stop; the spool keeps its events",
+                            thread.name)
+                return False
+        return not self.queue
+
+    # -- the thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        last_sync = time.monotonic()
+        try:
+            if self._migrate:
+                self._retry(self.sink.migrate)
+            self._recover()
+            while not (self._stopping and not self.queue) and not self._abandoned():
+                if not self.queue:
+                    self.idle = True
+                    if not self.queue and not self._stopping:
+                        self._wake.wait(FSYNC_EVERY)
+                    self._wake.clear()
+                    self.idle = False
+                now = time.monotonic()
+                if now - last_sync >= FSYNC_EVERY:
+                    self.spool.sync()
+                    last_sync = now
+                if now - self._last_scan >= ORPHAN_SCAN_EVERY:
+                    self._recover()
+                self._deliver_queue()
+        except Exception:  # the last resort: say so loudly; the spool keeps everything
+            log.exception("sealog: the writer stopped unexpectedly; events stay in the spool")
+        finally:
+            self.spool.sync()
+            with self._done:
+                self._done.notify_all()
+
+    def _abandoned(self) -> bool:
+        return time.monotonic() >= self._abandon_at
+
+    def _deliver_queue(self) -> None:
+        if not self.queue:
+            return
+        items = []
+        pop = self.queue.popleft
+        for _ in range(min(MAX_BATCH, len(self.queue))):
+            items.append(pop())
+        events = self._decode([line for _, line in items])
+        if not self._deliver(events):
+            # Abandoned while stopping: put the batch back; the spool still holds it.
+            self.queue.extendleft(reversed(items))
+            return
+        counts: dict[Segment, int] = collections.Counter(segment for segment, _ in items)
+        self.spool.ack(counts)
+        with self._done:
+            self._delivered += len(items)
+            self._done.notify_all()
+
+    def _recover(self) -> None:
+        """Deliver what dead processes left in the shared spool directory."""
+        self._last_scan = time.monotonic()
+        for orphan in self.spool.claim_orphans():
+            delivered = True
+            for path in orphan.segments:
+                batch: list[bytes] = []
+                for line in self.spool.read(path):
+                    batch.append(line)
+                    if len(batch) >= MAX_BATCH:
+                        delivered = delivered and self._deliver(self._decode(batch))
+                        batch = []
+                if batch:
+                    delivered = delivered and self._deliver(self._decode(batch))
+            if delivered:
+                self.spool.release(orphan)
+                self.stats.recovered += 1
+                log.info("sealog: delivered the spool left by %s", orphan.owner)
+            else:
+                self.spool.release_lock(orphan)
+                break
+        if not self._recovered_once:
+            with self._done:
+                self._recovered_once = True
+                self._done.notify_all()
+
+    def _decode(self, lines: list[bytes]) -> list[Event]:
+        events = []
+        for line in lines:
+            try:
+                events.append(decode(line))
+            except msgspec.DecodeError as exc:
+                self._quarantine(line, f"unreadable spool line: {exc}")
+        return events
+
+    def _deliver(self, events: list[Event]) -> bool:
+        """Write, retrying outages with backoff; False only when abandoned at shutdown."""
+        if not events:
+            return True
+        try:
+            return self._retry(lambda: self._write(events))
+        except Exception as exc:  # not an outage: this batch holds a bad event
+            if len(events) == 1:
+                self._quarantine(msgspec.json.encode(events[0]), f"{type(exc).__name__}: {exc}")
+                return True
+            middle = len(events) // 2
+            return self._deliver(events[:middle]) and self._deliver(events[middle:])
+
+    def _write(self, events: list[Event]) -> bool:
+        started = time.perf_counter()
+        added = self.sink.write(events)
+        self.stats.last_write_ms = (time.perf_counter() - started) * 1000
+        self.stats.stored += added
+        self.stats.duplicates += len(events) - added
+        return True
+
+    def _retry(self, operation: Any) -> bool:
+        """Run ``operation`` until it stops raising StoreUnavailable; capped jittered backoff."""
+        delay = BACKOFF_START
+        while True:
+            try:
+                operation()
+                return True
+            except StoreUnavailable as exc:
+                self.stats.retries += 1
+                self.stats.errors += 1
+                self.stats.last_error = str(exc)
+                self._log_failure(exc)
+                if self._abandoned():
+                    return False
+                wait = min(random.uniform(0, delay), self._abandon_at - time.monotonic())
+                self._wake.wait(max(wait, 0.0))
+                self._wake.clear()
+                delay = min(delay * 2, BACKOFF_CAP)
+
+    def _log_failure(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._last_failure_log >= 30:  # one line per outage, not one per retry
+            self._last_failure_log = now
+            log.warning("sealog: store unavailable, events wait in the spool: %s", exc)
+
+    def _quarantine(self, line: bytes, reason: str) -> None:
+        self.stats.quarantined += 1
+        self.stats.errors += 1
+        self.stats.last_error = reason
+        log.error("sealog: quarantined an event the store rejected: %s", reason)
+        self.spool.quarantine(line, reason)
