@@ -1,0 +1,333 @@
+"""The ``sealog`` command line. Exit codes: 0 ok, 1 check failed, 2 bad input, 3 unreachable."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from . import output
+from .errors import InvalidEvent, InvalidQuery, SealogError, SpoolFull, StoreUnavailable
+from .event import Event
+from .log import AuditLog, default_spool_dir, make_query, resolve_url
+from .stores import Store, open_store
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    click.echo(f"sealog: {message}", err=True)
+    sys.exit(code)
+
+
+class Group(click.Group):
+    """Turns sealog's exceptions into the contract's exit codes and one-line messages."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (InvalidEvent, InvalidQuery) as exc:
+            fail(str(exc), EXIT_USAGE)
+        except (StoreUnavailable, SpoolFull) as exc:
+            fail(str(exc), EXIT_UNREACHABLE)
+        except ValueError as exc:  # a malformed URL and the like
+            fail(str(exc), EXIT_USAGE)
+        except SealogError as exc:
+            fail(str(exc), EXIT_USAGE)
+
+
+def url_option(func: F) -> F:
+    return click.option("--url", envvar="SEALOG_URL", default=None,
+                        help="Store URL (else SEALOG_URL, else sqlite:///sealog.db).")(func)
+
+
+@contextmanager
+def opened(url: str | None, *, must_exist: bool = True) -> Iterator[Store]:
+    resolved = resolve_url(url)
+    store = open_store(resolved)
+    path = getattr(store, "path", None)
+    if must_exist and isinstance(path, Path) and not path.exists():
+        fail(f"no store at {path}: run `sealog init` first", EXIT_UNREACHABLE)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def parse_pair(option: str, value: str | None) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    kind, sep, ident = value.partition(":")
+    if not sep or not kind or not ident:
+        fail(f"{option} must be TYPE:ID, like user:u-1 (got {value!r})")
+    return kind, ident
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sealog")
+def main() -> None:
+    """sealog: audit events that are never lost and cannot be altered unnoticed."""
+
+
+@main.command()
+@url_option
+@click.option("--create-roles", is_flag=True, help="PostgreSQL: create the writer and reader roles.")
+@click.option("--writer-role", default="sealog_writer", show_default=True)
+@click.option("--writer-password", default=None, envvar="SEALOG_WRITER_PASSWORD")
+@click.option("--reader-role", default="sealog_reader", show_default=True)
+@click.option("--reader-password", default=None, envvar="SEALOG_READER_PASSWORD")
+def init(url: str | None, create_roles: bool, writer_role: str, writer_password: str | None,
+         reader_role: str, reader_password: str | None) -> None:
+    """Create or migrate the store; idempotent."""
+    with opened(url, must_exist=False) as store:
+        store.migrate()
+        if create_roles:
+            create = getattr(store, "create_roles", None)
+            if create is None:
+                fail("--create-roles needs a PostgreSQL store")
+            create(writer_role, writer_password, reader_role, reader_password)
+            click.echo(f"roles: {writer_role} (INSERT, SELECT), {reader_role} (SELECT)")
+        click.echo(f"store ready: {store.url.split('@')[-1]}")
+
+
+@main.command()
+@url_option
+@click.option("--tenant", required=True)
+@click.option("--action", required=True)
+@click.option("--actor", help="TYPE:ID")
+@click.option("--target", help="TYPE:ID")
+@click.option("--outcome", default="success", show_default=True)
+@click.option("--metadata", help="A JSON object.")
+@click.option("--ip", "ip_address")
+@click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for the store.")
+def emit(url: str | None, tenant: str, action: str, actor: str | None, target: str | None,
+         outcome: str, metadata: str | None, ip_address: str | None, timeout: float) -> None:
+    """Record one event; prints its event_id once it is stored."""
+    meta: Any = None
+    if metadata is not None:
+        try:
+            meta = json.loads(metadata)
+        except json.JSONDecodeError as exc:
+            fail(f"--metadata is not JSON: {exc}")
+    log = AuditLog(url)
+    try:
+        event_id = log.emit(tenant_id=tenant, action=action, actor=parse_pair("--actor", actor),
+                            target=parse_pair("--target", target), outcome=outcome,
+                            metadata=meta, ip_address=ip_address)
+        if not log.flush(timeout):
+            error = log.stats()["last_error"] or "timed out"
+            fail(f"event {event_id} is in the spool but not yet stored: {error}", EXIT_UNREACHABLE)
+    finally:
+        log.close(timeout=0.5)
+    click.echo(event_id)
+
+
+def query_options(func: F) -> F:
+    options = [
+        click.option("--tenant", required=True),
+        click.option("--action", help="Pattern: '*' one word, '#' any number."),
+        click.option("--actor", "actor_id", help="Actor id."),
+        click.option("--target", "target_id", help="Target id."),
+        click.option("--outcome"),
+        click.option("--since", help="RFC 3339, or a span back from now: 15m, 2h, 7d."),
+        click.option("--until", help="RFC 3339, or a span back from now."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@main.command()
+@url_option
+@query_options
+@click.option("--limit", default=100, show_default=True)
+@click.option("--after", help="The cursor printed after the previous page.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "table"]), default="table",
+              show_default=True)
+def query(url: str | None, fmt: str, limit: int, after: str | None, **filters: Any) -> None:
+    """Search a tenant's events, newest first."""
+    with opened(url) as store:
+        page = store.query(make_query(filters.pop("tenant"), limit=limit, after=after, **filters))
+    if fmt == "table":
+        show_table(page.events)
+    else:
+        for chunk in output.stream(page.events, fmt):
+            sys.stdout.buffer.write(chunk)
+    if page.next:
+        click.echo(f"next page: --after {page.next}", err=True)
+
+
+def show_table(events: list[Event]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for column in ("occurred_at", "seq", "action", "outcome", "actor", "target", "event_id"):
+        table.add_column(column)
+    for e in events:
+        table.add_row(e.occurred_at, str(e.seq), e.action, e.outcome,
+                      f"{e.actor_type or ''}:{e.actor_id or ''}".strip(":"),
+                      f"{e.target_type or ''}:{e.target_id or ''}".strip(":"), e.event_id)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)  # piped: do not squeeze timestamps and ids
+    console.print(table)
+
+
+@main.command()
+@url_option
+@click.option("--tenant", required=True)
+@click.option("--action", help="Pattern: '*' one word, '#' any number.")
+@click.option("--from-start", is_flag=True, help="Print the whole chain first.")
+@click.option("--interval", default=0.5, show_default=True, help="Seconds between polls.")
+@click.option("--timeout", default=None, type=float, help="Stop after this many seconds.")
+def tail(url: str | None, tenant: str, action: str | None, from_start: bool, interval: float,
+         timeout: float | None) -> None:
+    """Follow a tenant's new events as JSONL, until interrupted."""
+    from . import patterns
+
+    if action:
+        patterns.check(action)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with opened(url) as store:
+        last = 0 if from_start else next((h.seq for h in store.heads() if h.tenant_id == tenant), 0)
+        try:
+            while deadline is None or time.monotonic() < deadline:
+                for event in store.iter_events(tenant, last):
+                    last = event.seq or last
+                    if action is None or patterns.matches(action, event.action):
+                        sys.stdout.buffer.write(output.jsonl_line(event))
+                sys.stdout.flush()
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            pass
+
+
+@main.command()
+@url_option
+@click.option("--tenant", default=None, help="Only this tenant (default: every chain).")
+def verify(url: str | None, tenant: str | None) -> None:
+    """Re-hash every chain; exit 1 and print each problem when anything was altered."""
+    with opened(url) as store, progress("verifying", None) as advance:
+        report = store.verify(tenant, advance)
+    for problem in report.problems:
+        click.echo(str(problem))
+    if report.problem_count > len(report.problems):
+        click.echo(f"... and {report.problem_count - len(report.problems)} more problems")
+    state = "ok" if report.ok else f"FAILED ({report.problem_count} problems)"
+    click.echo(f"{report.checked} events in {report.tenants} chains: {state}")
+    sys.exit(0 if report.ok else EXIT_CHECK_FAILED)
+
+
+@main.command()
+@url_option
+@click.option("--tenant", required=True)
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("-o", "--output", "path", type=click.Path(dir_okay=False, writable=True), default="-")
+def export(url: str | None, tenant: str, fmt: str, path: str) -> None:
+    """Write a tenant's whole chain, streamed, in chain order."""
+    with opened(url) as store:
+        total = next((h.seq for h in store.heads() if h.tenant_id == tenant), 0)
+        with click.open_file(path, "wb") as sink, progress("exporting", total) as advance:
+            count = 0
+            for chunk in output.stream(_counted(store.iter_events(tenant), advance), fmt):
+                sink.write(chunk)
+                count += 1
+    if path != "-":
+        click.echo(f"exported {total} events of {tenant!r} to {path}", err=True)
+
+
+def _counted(events: Iterator[Event], advance: Callable[[int], None]) -> Iterator[Event]:
+    for number, event in enumerate(events, 1):
+        if number % 1000 == 0:
+            advance(number)
+        yield event
+
+
+@contextmanager
+def progress(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A progress bar on a terminal's stderr; silent when piped."""
+    if not sys.stderr.isatty():
+        yield lambda done: None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda done: bar.update(task, completed=done)
+
+
+@main.command()
+@url_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def stats(url: str | None, as_json: bool) -> None:
+    """Events per tenant, chain heads, and the local spool's backlog."""
+    resolved = resolve_url(url)
+    with opened(resolved) as store:
+        heads = store.heads()
+    spool = default_spool_dir(resolved)
+    segments = list(spool.glob("*.seg")) if spool.exists() else []
+    backlog = sum(p.stat().st_size for p in segments)
+    quarantine = spool / "quarantine.jsonl"
+    report = {
+        "tenants": [{"tenant_id": h.tenant_id, "events": h.seq, "head": h.hash} for h in heads],
+        "spool": {"directory": str(spool), "segments": len(segments), "bytes": backlog,
+                  "quarantined_bytes": quarantine.stat().st_size if quarantine.exists() else 0},
+    }
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for head in report["tenants"]:
+        click.echo(f"{head['tenant_id']}: {head['events']} events, head {head['head'][:16]}")
+    click.echo(f"spool {spool}: {len(segments)} segments, {backlog} bytes pending")
+
+
+@main.command()
+@url_option
+@click.option("--events", default=500, show_default=True, help="How many events to record.")
+def demo(url: str | None, events: int) -> None:
+    """Record a realistic burst of events, verify the chains, show the newest."""
+    from .demo import record_demo
+
+    log = AuditLog(url)
+    try:
+        started = time.perf_counter()
+        tenants = record_demo(log, events)
+        emitted = time.perf_counter() - started
+        stored = log.flush(30)
+        elapsed = time.perf_counter() - started
+        click.echo(f"recorded {events} events in {emitted * 1000:.1f} ms of caller time; "
+                   f"stored and sealed in {elapsed:.2f} s ({'ok' if stored else 'NOT STORED'})")
+        report = log.verify()
+        click.echo(f"verify: {report.checked} events in {report.tenants} chains, "
+                   f"{'ok' if report.ok else 'FAILED'}")
+        for tenant in tenants:
+            click.echo(f"\nnewest events of {tenant}:")
+            show_table(log.query(tenant, limit=8).events)
+    finally:
+        log.close()
+
+
+def _register_optional_commands() -> None:
+    """Commands whose extras may be missing: their modules import the drivers lazily."""
+    for module, names in (("sealog.broker.cli", ("consume",)), ("sealog.server.cli", ("serve", "keys"))):
+        try:
+            loaded = importlib.import_module(module)
+        except ImportError:
+            continue
+        for name in names:
+            command = getattr(loaded, name, None)
+            if isinstance(command, click.Command):
+                main.add_command(command, name)
+
+
+_register_optional_commands()

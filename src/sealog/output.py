@@ -1,0 +1,46 @@
+"""Event output shared by the CLI, exports and the service: JSONL, CSV and tables."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import msgspec
+
+from .event import FIELDS, JSON_FIELDS, Event
+
+_encode = msgspec.json.Encoder().encode
+
+
+def jsonl_line(event: Event) -> bytes:
+    """One event object with every contract field (nulls included), newline-terminated."""
+    return _encode(event.to_dict()) + b"\n"
+
+
+def csv_header() -> str:
+    return ",".join(FIELDS) + "\r\n"
+
+
+def csv_row(event: Event) -> str:
+    buffer = io.StringIO()
+    values: list[Any] = []
+    for name in FIELDS:
+        value = getattr(event, name)
+        if name in JSON_FIELDS:
+            value = "" if value is None else _encode(value).decode()
+        values.append("" if value is None else value)
+    csv.writer(buffer).writerow(values)
+    return buffer.getvalue()
+
+
+def stream(events: Iterable[Event], fmt: str) -> Iterator[bytes]:
+    """An export, chunk by chunk, in constant memory."""
+    if fmt == "csv":
+        yield csv_header().encode()
+        for event in events:
+            yield csv_row(event).encode()
+    else:
+        for event in events:
+            yield jsonl_line(event)
