@@ -237,10 +237,8 @@ def export(url: str | None, tenant: str, fmt: str, path: str) -> None:
     with opened(url) as store:
         total = next((h.seq for h in store.heads() if h.tenant_id == tenant), 0)
         with click.open_file(path, "wb") as sink, progress("exporting", total) as advance:
-            count = 0
             for chunk in output.stream(_counted(store.iter_events(tenant), advance), fmt):
                 sink.write(chunk)
-                count += 1
     if path != "-":
         click.echo(f"exported {total} events of {tenant!r} to {path}", err=True)
 
@@ -278,7 +276,7 @@ def stats(url: str | None, as_json: bool) -> None:
     segments = list(spool.glob("*.seg")) if spool.exists() else []
     backlog = sum(p.stat().st_size for p in segments)
     quarantine = spool / "quarantine.jsonl"
-    report = {
+    report: dict[str, Any] = {
         "tenants": [{"tenant_id": h.tenant_id, "events": h.seq, "head": h.hash} for h in heads],
         "spool": {"directory": str(spool), "segments": len(segments), "bytes": backlog,
                   "quarantined_bytes": quarantine.stat().st_size if quarantine.exists() else 0},
