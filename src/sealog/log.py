@@ -185,9 +185,8 @@ class AuditLog(AbstractContextManager["AuditLog"]):
         line = encode(event)
         if self._closed:
             raise SealogError("this AuditLog is closed")
-        segment = self.spool.append(line)
-        if segment is not None:
-            self._writer.submit(segment, line)
+        self.spool.append(line)
+        self._writer.notify()
         if event_log.isEnabledFor(logging.DEBUG):
             event_log.debug("%s %s", event.action, event.event_id,
                             extra={"sealog_event": event.to_dict()})
@@ -298,7 +297,7 @@ class AuditLog(AbstractContextManager["AuditLog"]):
             "emitted": self.spool.appended,
             "stored": writer.stored,
             "duplicates": writer.duplicates,
-            "backlog": len(self._writer.queue),
+            "backlog": self.spool.appended - self._writer.delivered,
             "spool_bytes": self.spool.bytes,
             "dropped": self.spool.dropped,
             "retries": writer.retries,

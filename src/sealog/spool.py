@@ -34,13 +34,18 @@ FullPolicy = Literal["block", "raise", "drop"]
 DEFAULT_MAX_BYTES: Final = 1 << 30
 DEFAULT_SEGMENT_BYTES: Final = 16 << 20
 QUARANTINE: Final = "quarantine.jsonl"
+READ_CHUNK: Final = 4 << 20
 
 
 @dataclass(eq=False)
 class Segment:
+    """One file of this process's spool: appended by emit, read back by the writer."""
+
     path: Path
     fd: int
     size: int = 0
+    read: int = 0
+    """Bytes the writer has read back; everything before it is in flight or delivered."""
     pending: int = 0
     sealed: bool = False
 
@@ -96,7 +101,7 @@ class Spool:
     def _new_segment(self) -> Segment:
         self._number += 1
         path = self.directory / f"{self.owner}.{self._number:08d}.seg"
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         segment = Segment(path, fd)
         self._segments.append(segment)
         return segment
@@ -142,6 +147,35 @@ class Spool:
         )
 
     # -- the writer's side -----------------------------------------------------------
+
+    def read_batch(self, limit: int) -> list[tuple[Segment, list[bytes]]]:
+        """Up to ``limit`` appended lines not yet read, oldest first.
+
+        The writer reads events back from the files rather than holding them in memory,
+        so memory stays flat however long the store is away. ``size`` only moves after a
+        whole line is written, so reading up to it never yields a torn line.
+        """
+        with self._lock:
+            todo = [(s, s.size) for s in self._segments if s.read < s.size]
+        batch: list[tuple[Segment, list[bytes]]] = []
+        for segment, size in todo:
+            if limit <= 0:
+                break
+            data = os.pread(segment.fd, min(size - segment.read, READ_CHUNK), segment.read)
+            lines = data.split(b"\n")
+            tail = lines.pop()  # empty when the chunk ended on a line boundary
+            if len(lines) > limit:
+                tail = b"\n".join(lines[limit:]) + b"\n" + tail
+                lines = lines[:limit]
+            segment.read += len(data) - len(tail)
+            limit -= len(lines)
+            if lines:
+                batch.append((segment, lines))
+        return batch
+
+    def unread(self) -> bool:
+        with self._lock:
+            return any(s.read < s.size for s in self._segments)
 
     def ack(self, counts: dict[Segment, int]) -> None:
         """Mark events delivered; full segments with nothing pending are removed."""

@@ -7,7 +7,6 @@ is split until the bad event stands alone, which goes to the quarantine file.
 
 from __future__ import annotations
 
-import collections
 import logging
 import random
 import threading
@@ -20,7 +19,7 @@ import msgspec
 
 from .errors import StoreUnavailable
 from .event import Event, decode
-from .spool import Segment, Spool
+from .spool import Spool
 
 log = logging.getLogger("sealog")
 
@@ -54,9 +53,6 @@ class Stats:
     last_write_ms: float = 0.0
 
 
-Item = tuple[Segment, bytes]
-
-
 class Writer:
     """Moves events from the in-memory queue (fed by emit) and from dead owners' spools."""
 
@@ -64,12 +60,11 @@ class Writer:
         self.spool = spool
         self.sink = sink
         self.stats = Stats()
-        self.queue: collections.deque[Item] = collections.deque()
+        self.delivered = 0
         self.idle = False
         self._migrate = migrate
         self._wake = threading.Event()
         self._done = threading.Condition()
-        self._delivered = 0
         self._recovered_once = False
         self._stopping = False
         self._abandon_at = float("inf")
@@ -87,8 +82,8 @@ class Writer:
 
     # -- the caller's side -----------------------------------------------------------
 
-    def submit(self, segment: Segment, line: bytes) -> None:
-        self.queue.append((segment, line))
+    def notify(self) -> None:
+        """Called after each append: wakes the writer only when it sleeps (cheap otherwise)."""
         if self.idle:
             self._wake.set()
 
@@ -97,7 +92,7 @@ class Writer:
         deadline = None if timeout is None else time.monotonic() + timeout
         self._wake.set()
         with self._done:
-            while self._delivered < target or not self._recovered_once:
+            while self.delivered < target or not self._recovered_once:
                 if self._thread is None or not self._thread.is_alive():
                     return False
                 left = None if deadline is None else deadline - time.monotonic()
@@ -118,7 +113,7 @@ class Writer:
                 log.warning("sealog: writer thread %s did not stop; the spool keeps its events",
                             thread.name)
                 return False
-        return not self.queue
+        return not self.spool.unread()
 
     # -- the thread ------------------------------------------------------------------
 
@@ -128,10 +123,12 @@ class Writer:
             if self._migrate:
                 self._retry(self.sink.migrate)
             self._recover()
-            while not (self._stopping and not self.queue) and not self._abandoned():
-                if not self.queue:
+            while not self._abandoned():
+                if not self._deliver_batch():
+                    if self._stopping:
+                        break
                     self.idle = True
-                    if not self.queue and not self._stopping:
+                    if not self.spool.unread():  # re-check: an append may have raced the flag
                         self._wake.wait(FSYNC_EVERY)
                     self._wake.clear()
                     self.idle = False
@@ -141,7 +138,6 @@ class Writer:
                     last_sync = now
                 if now - self._last_scan >= ORPHAN_SCAN_EVERY:
                     self._recover()
-                self._deliver_queue()
         except Exception:  # the last resort: say so loudly; the spool keeps everything
             log.exception("sealog: the writer stopped unexpectedly; events stay in the spool")
         finally:
@@ -152,23 +148,20 @@ class Writer:
     def _abandoned(self) -> bool:
         return time.monotonic() >= self._abandon_at
 
-    def _deliver_queue(self) -> None:
-        if not self.queue:
-            return
-        items = []
-        pop = self.queue.popleft
-        for _ in range(min(MAX_BATCH, len(self.queue))):
-            items.append(pop())
-        events = self._decode([line for _, line in items])
+    def _deliver_batch(self) -> bool:
+        """Deliver the next batch of this process's own events; False when there was none."""
+        batch = self.spool.read_batch(MAX_BATCH)
+        if not batch:
+            return False
+        events = self._decode([line for _, lines in batch for line in lines])
         if not self._deliver(events):
-            # Abandoned while stopping: put the batch back; the spool still holds it.
-            self.queue.extendleft(reversed(items))
-            return
-        counts: dict[Segment, int] = collections.Counter(segment for segment, _ in items)
+            return True  # abandoned at shutdown: the lines stay in the spool for the next process
+        counts = {segment: len(lines) for segment, lines in batch}
         self.spool.ack(counts)
         with self._done:
-            self._delivered += len(items)
+            self.delivered += sum(counts.values())
             self._done.notify_all()
+        return True
 
     def _recover(self) -> None:
         """Deliver what dead processes left in the shared spool directory."""
