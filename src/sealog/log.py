@@ -299,7 +299,6 @@ class AuditLog(AbstractContextManager["AuditLog"]):
             "duplicates": writer.duplicates,
             "backlog": self.spool.appended - self._writer.delivered,
             "spool_bytes": self.spool.bytes,
-            "dropped": self.spool.dropped,
             "retries": writer.retries,
             "errors": writer.errors,
             "quarantined": writer.quarantined,

@@ -30,7 +30,7 @@ from .errors import SpoolFull
 
 log = logging.getLogger("sealog")
 
-FullPolicy = Literal["block", "raise", "drop"]
+FullPolicy = Literal["block", "raise"]
 DEFAULT_MAX_BYTES: Final = 1 << 30
 DEFAULT_SEGMENT_BYTES: Final = 16 << 20
 QUARANTINE: Final = "quarantine.jsonl"
@@ -71,8 +71,8 @@ class Spool:
         full_policy: FullPolicy = "block",
         full_timeout: float = 5.0,
     ) -> None:
-        if full_policy not in ("block", "raise", "drop"):
-            raise ValueError(f"full_policy must be block, raise or drop, not {full_policy!r}")
+        if full_policy not in ("block", "raise"):
+            raise ValueError(f"full_policy must be 'block' or 'raise', not {full_policy!r}")
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
@@ -80,7 +80,6 @@ class Spool:
         self.full_policy = full_policy
         self.full_timeout = full_timeout
         self.appended = 0
-        self.dropped = 0
         self.bytes = 0
         self._lock = threading.Lock()
         self._space = threading.Condition(self._lock)
@@ -108,14 +107,14 @@ class Spool:
 
     # -- the emit path ---------------------------------------------------------------
 
-    def append(self, line: bytes) -> Segment | None:
-        """Write one event durably; None when the drop policy discarded it."""
+    def append(self, line: bytes) -> None:
+        """Write one event durably; at the size cap, wait (``block``) or raise SpoolFull."""
         data = line + b"\n"
         with self._lock:
             if self._closed:
                 raise RuntimeError("this spool is closed")
-            if self.bytes + len(data) > self.max_bytes and not self._make_room(len(data)):
-                return None
+            if self.bytes + len(data) > self.max_bytes:
+                self._make_room(len(data))
             segment = self._active
             if segment.size >= self.segment_bytes:
                 segment.sealed = True
@@ -126,12 +125,8 @@ class Spool:
             self.bytes += len(data)
             self.appended += 1
             self._dirty = True
-            return segment
 
-    def _make_room(self, size: int) -> bool:
-        if self.full_policy == "drop":
-            self.dropped += 1
-            return False
+    def _make_room(self, size: int) -> None:
         if self.full_policy == "block":
             deadline = time.monotonic() + self.full_timeout
             while self.bytes + size > self.max_bytes:
@@ -140,7 +135,7 @@ class Spool:
                     break
                 self._space.wait(left)
             else:
-                return True
+                return
         raise SpoolFull(
             f"spool {self.directory} holds {self.bytes} bytes, its cap is {self.max_bytes}: "
             "the store has been unreachable too long"
@@ -177,17 +172,21 @@ class Spool:
         with self._lock:
             return any(s.read < s.size for s in self._segments)
 
-    def ack(self, counts: dict[Segment, int]) -> None:
-        """Mark events delivered; full segments with nothing pending are removed."""
+    def ack(self, delivered: dict[Segment, tuple[int, int]]) -> None:
+        """Mark (events, bytes) per segment delivered; full, finished segments are removed.
+
+        ``bytes`` counts what is still undelivered, so the cap is about the backlog and
+        frees up as soon as the store catches up, not when a file is deleted.
+        """
         with self._lock:
-            for segment, count in counts.items():
+            for segment, (count, size) in delivered.items():
                 segment.pending -= count
+                self.bytes -= size
             for segment in [s for s in self._segments if s.sealed and s.pending <= 0]:
                 self._segments.remove(segment)
                 os.close(segment.fd)
                 with contextlib.suppress(FileNotFoundError):
                     segment.path.unlink()
-                self.bytes -= segment.size
             self._space.notify_all()
 
     def sync(self) -> None:
@@ -285,7 +284,7 @@ class Spool:
             os.close(self._lock_fd)
         self._lock = threading.Lock()
         self._space = threading.Condition(self._lock)
-        self.appended = self.dropped = self.bytes = 0
+        self.appended = self.bytes = 0
         self._dirty = False
         if not self._closed:
             self._start_owner()

@@ -156,10 +156,10 @@ class Writer:
         events = self._decode([line for _, lines in batch for line in lines])
         if not self._deliver(events):
             return True  # abandoned at shutdown: the lines stay in the spool for the next process
-        counts = {segment: len(lines) for segment, lines in batch}
-        self.spool.ack(counts)
+        # Each line cost its length plus the newline in the spool's byte count.
+        self.spool.ack({seg: (len(lines), sum(map(len, lines)) + len(lines)) for seg, lines in batch})
         with self._done:
-            self.delivered += sum(counts.values())
+            self.delivered += sum(len(lines) for _, lines in batch)
             self._done.notify_all()
         return True
 
