@@ -14,7 +14,7 @@ import pytest
 
 
 def sealog(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sealog", *args], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "sealog", *args], check=False, cwd=cwd, capture_output=True,
                           text=True, timeout=60, env=env)
 
 

@@ -11,6 +11,13 @@ from sealog import AuditLog, SpoolFull
 from sealog.spool import QUARANTINE, Spool
 
 
+def fill(log: AuditLog, limit: int = 1000) -> int:
+    """Emit until the spool refuses; returns how many were accepted."""
+    for _ in range(limit):
+        log.emit(tenant_id="acme", action="test.fill", metadata={"pad": "x" * 100})
+    return limit
+
+
 def unreachable(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'missing-dir' / 'audit.db'}"
 
@@ -21,12 +28,9 @@ def test_raise_policy_refuses_past_the_cap(tmp_path: Path) -> None:
     log = AuditLog(unreachable(tmp_path), spool_dir=tmp_path / "spool", max_spool_bytes=20_000,
                    spool_full="raise")
     try:
-        accepted = 0
         with pytest.raises(SpoolFull, match="cap"):
-            for _ in range(1000):
-                log.emit(tenant_id="acme", action="test.fill", metadata={"pad": "x" * 100})
-                accepted += 1
-        assert 0 < accepted < 1000
+            fill(log)
+        assert 0 < log.stats()["emitted"] < 1000
         assert log.stats()["spool_bytes"] <= 20_000
     finally:
         log.close(timeout=0.2)
@@ -40,8 +44,7 @@ def test_block_policy_waits_for_room_then_continues(tmp_path: Path) -> None:
                    max_spool_bytes=20_000, spool_full="block", spool_timeout=0.2)
     try:
         with pytest.raises(SpoolFull):
-            for _ in range(1000):
-                log.emit(tenant_id="acme", action="test.fill", metadata={"pad": "x" * 100})
+            fill(log)
         target.mkdir()  # the store comes back: the backlog drains and frees the cap
         assert log.flush(30)
         for _ in range(300):
