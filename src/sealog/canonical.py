@@ -37,6 +37,8 @@ def _plain(value: Any) -> bool:
 
 def canonical_value(value: Any) -> bytes:
     """RFC 8785 bytes of one JSON value."""
+    if value is None:
+        return b"null"
     if _plain(value):
         return _encode_sorted(value)
     return rfc8785.dumps(value)
@@ -57,11 +59,12 @@ def number(value: float) -> bytes:
 def canonical_event(fields: Mapping[str, Any], raw_json: Mapping[str, bytes]) -> bytes:
     """RFC 8785 bytes of an event's content fields.
 
-    ``fields`` maps the scalar fields (str or None, ``latency_ms`` a float or None);
+    ``fields`` maps the scalar fields (str or None, ``latency_ms`` a float or None); a
+    dict passed in is completed in place, to spare a copy per event;
     ``raw_json`` maps metadata, proof, before and after to their canonical bytes, so
     a store that keeps those columns canonical can re-verify without re-parsing them.
     """
-    doc: dict[str, Any] = dict(fields)
+    doc = fields if isinstance(fields, dict) else dict(fields)
     latency = doc.get("latency_ms")
     if latency is not None:
         doc["latency_ms"] = msgspec.Raw(number(float(latency)))

@@ -14,11 +14,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
+from msgspec.structs import astuple
+
 from .canonical import canonical_event, canonical_value
-from .event import CONTENT_FIELDS, JSON_FIELDS, Event
+from .event import CONTENT_FIELDS, FIELDS, JSON_FIELDS, Event
 
 GENESIS: Final = "0" * 64
 SCALAR_FIELDS: Final = tuple(f for f in CONTENT_FIELDS if f not in JSON_FIELDS)
+assert FIELDS[: len(SCALAR_FIELDS) + len(JSON_FIELDS)] == (*SCALAR_FIELDS, *JSON_FIELDS)
 MAX_PROBLEMS: Final = 1000
 """Verification keeps this many problems in memory; it still counts the rest."""
 
@@ -40,9 +43,11 @@ class Sealed(NamedTuple):
 def seal(events: Iterable[Event], heads: dict[str, tuple[int, str]]) -> list[Sealed]:
     """Extend each tenant's chain; ``heads`` maps tenant to (seq, hash) and is updated."""
     sealed = []
+    n_scalar = len(SCALAR_FIELDS)
     for event in events:
-        raw = {name: canonical_value(getattr(event, name)) for name in JSON_FIELDS}
-        scalars = {name: getattr(event, name) for name in SCALAR_FIELDS}
+        values = astuple(event)  # field order: scalars, then the JSON fields (checked below)
+        raw = {name: canonical_value(values[n_scalar + i]) for i, name in enumerate(JSON_FIELDS)}
+        scalars = dict(zip(SCALAR_FIELDS, values, strict=False))
         seq, prev = heads.get(event.tenant_id, (0, GENESIS))
         digest = link(prev, canonical_event(scalars, raw))
         heads[event.tenant_id] = (seq + 1, digest)

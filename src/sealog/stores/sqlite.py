@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import msgspec
+from msgspec.structs import astuple
 
 from .. import patterns, timefmt
 from ..chain import SCALAR_FIELDS, StoredRow, VerifyReport, seal, verify_chain
@@ -26,6 +27,8 @@ _COLUMNS: Final = ", ".join(f'"{name}"' for name in FIELDS)
 _INSERT: Final = f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * len(FIELDS))})"
 _VERIFY_COLUMNS: Final = ", ".join(f'"{n}"' for n in (*SCALAR_FIELDS, *JSON_FIELDS))
 _CHUNK: Final = 500
+_N_CONTENT: Final = len(SCALAR_FIELDS)
+assert FIELDS[_N_CONTENT : _N_CONTENT + len(JSON_FIELDS)] == JSON_FIELDS  # the row layout below
 _TRANSIENT_WORDS: Final = ("locked", "busy", "unable to open", "readonly", "disk", "i/o", "full")
 _decode_json = msgspec.json.decode
 
@@ -123,13 +126,23 @@ class SQLiteStore:
     # -- writes ----------------------------------------------------------------------
 
     def write(self, events: Sequence[Event]) -> int:
+        # Replays are rare (only after a crash), so first try the batch as all new and
+        # look for known event_ids only when the unique index says there are some.
+        try:
+            return self._write(events, dedupe=False)
+        except sqlite3.IntegrityError as exc:
+            if "event_id" not in str(exc):
+                raise
+        return self._write(events, dedupe=True)
+
+    def _write(self, events: Sequence[Event], *, dedupe: bool) -> int:
         conn = self._transaction()
         try:
-            fresh = self._unseen(conn, events)
+            fresh = self._unseen(conn, events) if dedupe else _distinct(events)
             heads = self._heads_of(conn, {e.tenant_id for e in fresh})
             recorded_at = timefmt.now()
-            rows = [_row(s.event, s.json, s.seq, s.prev_hash, s.hash, recorded_at)
-                    for s in seal(fresh, heads)]
+            rows = [(*astuple(s.event)[:_N_CONTENT], *(j.decode() for j in s.json.values()),
+                     s.seq, s.prev_hash, s.hash, recorded_at) for s in seal(fresh, heads)]
             conn.executemany(_INSERT, rows)
             conn.executemany(
                 "INSERT INTO chain_heads VALUES (?, ?, ?) ON CONFLICT (tenant_id) "
@@ -137,7 +150,7 @@ class SQLiteStore:
                 [(tenant, seq, digest) for tenant, (seq, digest) in heads.items()],
             )
             conn.execute("COMMIT")
-            return len(rows)
+            return len(fresh)
         except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -147,18 +160,14 @@ class SQLiteStore:
 
     @staticmethod
     def _unseen(conn: sqlite3.Connection, events: Sequence[Event]) -> list[Event]:
+        """The events whose ids the store does not hold yet (and each id once)."""
         ids = [e.event_id for e in events]
         seen: set[str] = set()
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start : start + _CHUNK]
             sql = f"SELECT event_id FROM events WHERE event_id IN ({','.join('?' * len(chunk))})"
             seen.update(row[0] for row in conn.execute(sql, chunk))
-        fresh = []
-        for event in events:
-            if event.event_id not in seen:
-                seen.add(event.event_id)
-                fresh.append(event)
-        return fresh
+        return _distinct(events, seen)
 
     @staticmethod
     def _heads_of(conn: sqlite3.Connection, tenants: set[str]) -> dict[str, tuple[int, str]]:
@@ -266,23 +275,14 @@ class SQLiteStore:
             conn.close()
 
 
-def _row(event: Event, raw: dict[str, bytes], seq: int, prev: str, digest: str,
-         recorded_at: str) -> tuple[Any, ...]:
-    values: list[Any] = []
-    for name in FIELDS:
-        if name in raw:
-            values.append(raw[name].decode())
-        elif name == "seq":
-            values.append(seq)
-        elif name == "prev_hash":
-            values.append(prev)
-        elif name == "hash":
-            values.append(digest)
-        elif name == "recorded_at":
-            values.append(recorded_at)
-        else:
-            values.append(getattr(event, name))
-    return tuple(values)
+def _distinct(events: Sequence[Event], seen: set[str] | None = None) -> list[Event]:
+    seen = set() if seen is None else seen
+    fresh = []
+    for event in events:
+        if event.event_id not in seen:
+            seen.add(event.event_id)
+            fresh.append(event)
+    return fresh
 
 
 _JSON_INDEX: Final = {FIELDS.index(name) for name in JSON_FIELDS}
