@@ -35,9 +35,16 @@ def init_store(db: Path) -> None:
 
 def kill_and_drain(process: subprocess.Popen[str]) -> list[str]:
     process.send_signal(signal.SIGKILL)
-    rest, _ = process.communicate(timeout=30)
-    assert process.returncode == -signal.SIGKILL
-    return [line for line in rest.splitlines() if line]
+    assert process.stdout is not None
+    # Read through the same buffered file as read_ids: communicate() would bypass its buffer.
+    rest = process.stdout.read()
+    assert process.wait(timeout=30) == -signal.SIGKILL
+    process.stdout.close()
+    if process.stderr is not None:
+        process.stderr.close()
+    lines = rest.split("\n")
+    lines.pop()  # unterminated: the kill may have cut the child's print of an id short
+    return [line for line in lines if line]
 
 
 def test_sigkill_mid_flight_loses_and_duplicates_nothing(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ import msgspec
 from msgspec.structs import astuple
 
 from .. import patterns, timefmt
-from ..chain import SCALAR_FIELDS, StoredRow, VerifyReport, seal, verify_chain
+from ..canonical import SORTED_FIELDS, canonical_row
+from ..chain import SCALAR_FIELDS, CanonicalRow, VerifyReport, seal, verify_chain
 from ..errors import StoreUnavailable
 from ..event import FIELDS, JSON_FIELDS, Event
 from . import migrations
@@ -25,7 +26,7 @@ from .base import ChainHead, Page, ProgressFn, Query, check_limit, decode_cursor
 
 _COLUMNS: Final = ", ".join(f'"{name}"' for name in FIELDS)
 _INSERT: Final = f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * len(FIELDS))})"
-_VERIFY_COLUMNS: Final = ", ".join(f'"{n}"' for n in (*SCALAR_FIELDS, *JSON_FIELDS))
+_VERIFY_COLUMNS: Final = ", ".join(f'"{n}"' for n in SORTED_FIELDS)
 _CHUNK: Final = 500
 _N_CONTENT: Final = len(SCALAR_FIELDS)
 assert FIELDS[_N_CONTENT : _N_CONTENT + len(JSON_FIELDS)] == JSON_FIELDS  # the row layout below
@@ -261,16 +262,14 @@ class SQLiteStore:
         found = {row[0] for row in self._read("SELECT DISTINCT tenant_id FROM events")}
         return sorted(found | heads.keys())
 
-    def _stored_rows(self, tenant_id: str) -> Iterator[StoredRow]:
+    def _stored_rows(self, tenant_id: str) -> Iterator[CanonicalRow]:
         sql = (f"SELECT {_VERIFY_COLUMNS}, seq, prev_hash, hash FROM events "
                "WHERE tenant_id = ? ORDER BY seq")
-        n_scalar = len(SCALAR_FIELDS)
+        n = len(SORTED_FIELDS)
         conn = sqlite3.connect(self.path, check_same_thread=False)
         try:
             for row in conn.execute(sql, (tenant_id,)):
-                scalars = dict(zip(SCALAR_FIELDS, row, strict=False))
-                raw = {name: row[n_scalar + i].encode() for i, name in enumerate(JSON_FIELDS)}
-                yield StoredRow(scalars, raw, row[-3], row[-2], row[-1])
+                yield CanonicalRow(canonical_row(row[:n]), row[n], row[n + 1], row[n + 2])
         finally:
             conn.close()
 
