@@ -124,10 +124,7 @@ def verify_chain(
             report.add(
                 Problem(tenant_id, row.seq, "prev_hash", "does not match the previous event's hash")
             )
-        if isinstance(row, CanonicalRow):
-            canonical = row.canonical
-        else:
-            canonical = canonical_event(row.scalars, row.json)
+        canonical = row.canonical if isinstance(row, CanonicalRow) else canonical_event(row.scalars, row.json)
         actual = link(row.prev_hash, canonical)
         if actual != row.hash:
             report.add(Problem(tenant_id, row.seq, "hash", "content does not match its hash"))
