@@ -117,3 +117,33 @@ def test_writer_isolates_a_bad_row_and_keeps_the_rest(tmp_path: Path, db_url: st
         assert log.get("acme", later) is not None
     finally:
         log.close()
+
+
+FULL_DISK_CHILD = """
+import resource, signal, sys
+from sealog import AuditLog, SpoolFull
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)           # writes past the limit fail with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+log = AuditLog(sys.argv[1], spool_dir=sys.argv[2])
+accepted = 0
+try:
+    for i in range(10_000):
+        log.emit(tenant_id="acme", action="test.disk", metadata={"pad": "x" * 200})
+        accepted += 1
+except SpoolFull as exc:
+    print("SpoolFull", accepted, exc)
+log.close(timeout=0.2)
+"""
+
+
+def test_a_full_disk_is_reported_as_spool_full(tmp_path: Path) -> None:
+    """When the spool file cannot grow (a real EFBIG via RLIMIT_FSIZE), emit raises SpoolFull."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", FULL_DISK_CHILD, f"sqlite:///{tmp_path / 'a.db'}",
+                           str(tmp_path / "spool")], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    verdict, accepted, *_ = done.stdout.split()
+    assert verdict == "SpoolFull"
+    assert 0 < int(accepted) < 10_000

@@ -108,7 +108,11 @@ class Spool:
     # -- the emit path ---------------------------------------------------------------
 
     def append(self, line: bytes) -> None:
-        """Write one event durably; at the size cap, wait (``block``) or raise SpoolFull."""
+        """Write one event durably; at the size cap, wait (``block``) or raise SpoolFull.
+
+        SpoolFull is also what a full or failing local disk raises: the one storage
+        failure emit reports, because the event could not be accepted at all.
+        """
         data = line + b"\n"
         with self._lock:
             if self._closed:
@@ -119,7 +123,14 @@ class Spool:
             if segment.size >= self.segment_bytes:
                 segment.sealed = True
                 segment = self._active = self._new_segment()
-            os.write(segment.fd, data)
+            try:
+                written = os.write(segment.fd, data)
+            except OSError as exc:  # disk full, I/O error: the event cannot be made durable
+                raise SpoolFull(f"cannot write to the spool {self.directory}: {exc}") from exc
+            if written != len(data):  # a short write leaves a torn line: start a fresh segment
+                segment.sealed = True
+                self._active = self._new_segment()
+                raise SpoolFull(f"short write to the spool {self.directory}")
             segment.size += len(data)
             segment.pending += 1
             self.bytes += len(data)
