@@ -16,7 +16,7 @@ from typing import Any, Final, NamedTuple
 
 from msgspec.structs import astuple
 
-from .canonical import canonical_event, canonical_value
+from .canonical import SORTED_FIELDS, canonical_event, canonical_row, canonical_value
 from .event import CONTENT_FIELDS, FIELDS, JSON_FIELDS, Event
 
 GENESIS: Final = "0" * 64
@@ -45,14 +45,20 @@ def seal(events: Iterable[Event], heads: dict[str, tuple[int, str]]) -> list[Sea
     sealed = []
     n_scalar = len(SCALAR_FIELDS)
     for event in events:
-        values = astuple(event)  # field order: scalars, then the JSON fields (checked below)
+        values = astuple(event)  # scalars, then the JSON fields (asserted above)
         raw = {name: canonical_value(values[n_scalar + i]) for i, name in enumerate(JSON_FIELDS)}
-        scalars = dict(zip(SCALAR_FIELDS, values, strict=False))
+        ordered = [values[i] for i in _SORTED_AT]
+        for i, name in _SORTED_JSON:
+            ordered[i] = raw[name]
         seq, prev = heads.get(event.tenant_id, (0, GENESIS))
-        digest = link(prev, canonical_event(scalars, raw))
+        digest = link(prev, canonical_row(ordered))
         heads[event.tenant_id] = (seq + 1, digest)
         sealed.append(Sealed(event, raw, seq + 1, prev, digest))
     return sealed
+
+
+_SORTED_AT: Final = tuple(FIELDS.index(name) for name in SORTED_FIELDS)
+_SORTED_JSON: Final = tuple((SORTED_FIELDS.index(name), name) for name in JSON_FIELDS)
 
 
 @dataclass(frozen=True)
