@@ -11,8 +11,9 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final, Protocol
 
 import msgspec
@@ -122,9 +123,17 @@ class Writer:
         try:
             if self._migrate:
                 self._retry(self.sink.migrate)
-            self._recover()
             while not self._abandoned():
-                if not self._deliver_batch():
+                try:
+                    if time.monotonic() - self._last_scan >= ORPHAN_SCAN_EVERY:
+                        self._recover()
+                    worked = self._deliver_batch()
+                except Exception:  # a bug of ours must not end delivery: say so, pause, go on
+                    self.stats.errors += 1
+                    log.exception("sealog: the writer hit an unexpected error; retrying")
+                    self._wake.wait(1.0)
+                    continue
+                if not worked:
                     if self._stopping:
                         break
                     self.idle = True
@@ -132,14 +141,9 @@ class Writer:
                         self._wake.wait(FSYNC_EVERY)
                     self._wake.clear()
                     self.idle = False
-                now = time.monotonic()
-                if now - last_sync >= FSYNC_EVERY:
+                if time.monotonic() - last_sync >= FSYNC_EVERY:
                     self.spool.sync()
-                    last_sync = now
-                if now - self._last_scan >= ORPHAN_SCAN_EVERY:
-                    self._recover()
-        except Exception:  # the last resort: say so loudly; the spool keeps everything
-            log.exception("sealog: the writer stopped unexpectedly; events stay in the spool")
+                    last_sync = time.monotonic()
         finally:
             self.spool.sync()
             with self._done:
@@ -166,28 +170,38 @@ class Writer:
     def _recover(self) -> None:
         """Deliver what dead processes left in the shared spool directory."""
         self._last_scan = time.monotonic()
+        try:
+            self._recover_orphans()
+        finally:
+            if not self._recovered_once:
+                with self._done:
+                    self._recovered_once = True
+                    self._done.notify_all()
+
+    def _recover_orphans(self) -> None:
         for orphan in self.spool.claim_orphans():
-            delivered = True
-            for path in orphan.segments:
-                batch: list[bytes] = []
-                for line in self.spool.read(path):
-                    batch.append(line)
-                    if len(batch) >= MAX_BATCH:
-                        delivered = delivered and self._deliver(self._decode(batch))
-                        batch = []
-                if batch:
-                    delivered = delivered and self._deliver(self._decode(batch))
-            if delivered:
-                self.spool.release(orphan)
-                self.stats.recovered += 1
-                log.info("sealog: delivered the spool left by %s", orphan.owner)
-            else:
+            try:
+                delivered = all(self._deliver(self._decode(batch))
+                                for path in orphan.segments for batch in self._batches(path))
+            except BaseException:
+                self.spool.release_lock(orphan)  # let the next scan (ours or another's) retry
+                raise
+            if not delivered:  # abandoned at shutdown
                 self.spool.release_lock(orphan)
                 break
-        if not self._recovered_once:
-            with self._done:
-                self._recovered_once = True
-                self._done.notify_all()
+            self.spool.release(orphan)
+            self.stats.recovered += 1
+            log.info("sealog: delivered the spool left by %s", orphan.owner)
+
+    def _batches(self, path: Path) -> Iterator[list[bytes]]:
+        batch: list[bytes] = []
+        for line in self.spool.read(path):
+            batch.append(line)
+            if len(batch) >= MAX_BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
 
     def _decode(self, lines: list[bytes]) -> list[Event]:
         events = []
