@@ -46,13 +46,13 @@ def canonical_value(value: Any) -> bytes:
 
 def number(value: float) -> bytes:
     """An ES6-formatted number, as RFC 8785 requires."""
-    if value.is_integer() and abs(value) < 1e21:
+    if value.is_integer() and abs(value) <= 2**53:  # beyond, ES6 prints shortest digits + zeros
         return str(int(value)).encode()
     text = repr(value)
     # Python's repr and ES6 agree on the shortest digits; they differ only in where
     # exponent notation starts, and repr never uses it between 1e-4 and 1e16.
     if "e" not in text and "n" not in text:
-        return text.encode()
+        return text.removesuffix(".0").encode()
     return rfc8785.dumps(value)
 
 
