@@ -114,17 +114,19 @@ class Writer:
                 log.warning("sealog: writer thread %s did not stop; the spool keeps its events",
                             thread.name)
                 return False
-        return not self.spool.unread()
+        return self.delivered >= self.spool.appended
 
     # -- the thread ------------------------------------------------------------------
 
     def _run(self) -> None:
         last_sync = time.monotonic()
+        migrated = not self._migrate
         try:
-            if self._migrate:
-                self._retry(self.sink.migrate)
             while not self._abandoned():
                 try:
+                    if not migrated:
+                        migrated = self._retry(self.sink.migrate)
+                        continue
                     if time.monotonic() - self._last_scan >= ORPHAN_SCAN_EVERY:
                         self._recover()
                     worked = self._deliver_batch()
