@@ -1,0 +1,210 @@
+"""Sustained throughput from emit() to stored, sealed rows in SQLite, against raw executemany.
+
+Each round emits N events through AuditLog (writer storing into SQLite) and calls
+flush(); the figure is N / (time from the first emit to flush returning). Right after
+it, the baseline inserts the very same rows (read back from that round's database)
+with plain ``sqlite3.executemany`` into a fresh file made by sealog's own migration
+(``SQLiteStore(url).migrate()``: same schema, indexes and triggers), with the same
+PRAGMAs (WAL, synchronous=FULL), one ``BEGIN IMMEDIATE ... COMMIT`` per batch, in
+batches of the sizes the writer actually used. A second baseline uses full batches
+of the writer's maximum size, and SQLiteStore.write alone (sealing and inserting the
+same events, no spool, writer thread or emit) shows what the store's own work costs.
+Rounds alternate sealog and the baselines.
+Bar: sealog >= 0.5 of the same-batches baseline; goal >= 0.8.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import pstats
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from common import Bar, event_kwargs, header, median, parser, sqlite_url, table, temp_dir, verdict
+from sealog import AuditLog
+from sealog.event import FIELDS, JSON_FIELDS, SEAL_FIELDS, Event
+from sealog.stores.sqlite import SQLiteStore
+from sealog.writer import MAX_BATCH
+
+_COLUMNS = ", ".join(f'"{name}"' for name in FIELDS)
+_INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * len(FIELDS))})"
+
+
+@dataclass
+class SealogRun:
+    seconds: float
+    emit_seconds: float
+    batches: list[int]
+    rows: list[tuple[Any, ...]]
+
+
+def recording(write: Callable[[Sequence[Event]], int], sizes: list[int]) -> Callable[[Sequence[Event]], int]:
+    """Wrap a store's write to note each batch size (one list append per batch)."""
+
+    def wrapped(events: Sequence[Event]) -> int:
+        sizes.append(len(events))
+        return write(events)
+
+    return wrapped
+
+
+def run_sealog(directory: Path, calls: list[dict[str, Any]], profile: bool = False) -> SealogRun:
+    url = sqlite_url(directory / "sealog.db")
+    store = SQLiteStore(url)
+    sizes: list[int] = []
+    store.write = recording(store.write, sizes)  # type: ignore[method-assign]
+    log = AuditLog(store=store, spool_dir=directory / "spool")
+    try:
+        if not log.flush(60):  # the migration is done before the clock starts
+            raise RuntimeError("the store did not come up")
+        writer_profile = profile_writer(log) if profile else None
+        emit = log.emit
+        started = time.perf_counter()
+        for kw in calls:
+            emit(**kw)
+        emitted = time.perf_counter()
+        if not log.flush(timeout=600):
+            raise RuntimeError(f"flush timed out: {log.stats()}")
+        seconds = time.perf_counter() - started
+        if writer_profile is not None:
+            print("cProfile of the writer thread (delivering batches), by own time:")
+            pstats.Stats(writer_profile).sort_stats("tottime").print_stats(18)
+        stored = log.stats()["stored"]
+        if stored != len(calls):
+            raise RuntimeError(f"stored {stored} of {len(calls)} events")
+    finally:
+        log.close()
+    with sqlite3.connect(directory / "sealog.db") as conn:
+        rows = conn.execute(f"SELECT {_COLUMNS} FROM events ORDER BY occurred_at, event_id").fetchall()
+    conn.close()
+    return SealogRun(seconds, emitted - started, sizes, rows)
+
+
+def profile_writer(log: AuditLog) -> cProfile.Profile:
+    """Profile what the writer thread does per batch (a diagnostic that reaches inside)."""
+    profiler = cProfile.Profile()
+    writer = log._writer
+    deliver = writer._deliver_batch
+
+    def profiled() -> bool:
+        profiler.enable()
+        try:
+            return deliver()
+        finally:
+            profiler.disable()
+
+    writer._deliver_batch = profiled  # type: ignore[method-assign]
+    return profiler
+
+
+def run_baseline(path: Path, rows: list[tuple[Any, ...]], batches: Sequence[int]) -> float:
+    """Seconds to insert ``rows`` in ``batches`` with bare executemany, one transaction each."""
+    store = SQLiteStore(sqlite_url(path))
+    store.migrate()
+    store.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    try:
+        started = time.perf_counter()
+        at = 0
+        for size in batches:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(_INSERT, rows[at : at + size])
+            conn.execute("COMMIT")
+            at += size
+        seconds = time.perf_counter() - started
+        if at != len(rows):
+            raise RuntimeError(f"baseline inserted {at} of {len(rows)} rows")
+        return seconds
+    finally:
+        conn.close()
+
+
+def run_store_write(path: Path, events: list[Event], batches: Sequence[int]) -> float:
+    """Seconds for SQLiteStore.write alone (sealing + insert), no spool, writer or emit."""
+    store = SQLiteStore(sqlite_url(path))
+    store.migrate()
+    try:
+        started = time.perf_counter()
+        at = 0
+        for size in batches:
+            store.write(events[at : at + size])
+            at += size
+        return time.perf_counter() - started
+    finally:
+        store.close()
+
+
+def unsealed(rows: list[tuple[Any, ...]]) -> list[Event]:
+    """Events as emit made them, from stored rows (seal fields dropped, JSON decoded)."""
+    events = []
+    for row in rows:
+        values = dict(zip(FIELDS, row, strict=True))
+        for name in SEAL_FIELDS:
+            values[name] = None
+        for name in JSON_FIELDS:
+            values[name] = msgspec.json.decode(values[name])
+        events.append(Event(**{k: v for k, v in values.items() if v is not None}))
+    return events
+
+
+def full_batches(n: int, size: int) -> list[int]:
+    return [min(size, n - at) for at in range(0, n, size)]
+
+
+def main() -> int:
+    cli = parser(__doc__)
+    cli.add_argument("-n", type=int, help="events per round (default 100,000; quick 5,000)")
+    cli.add_argument("--rounds", type=int, help="alternating rounds (default 3; quick 1)")
+    cli.add_argument("--profile", action="store_true", help="profile the writer in an extra round")
+    args = cli.parse_args()
+    n = args.n or (5_000 if args.quick else 100_000)
+    rounds = args.rounds or (1 if args.quick else 3)
+    header("throughput: emit -> sealed rows in SQLite vs raw executemany", args.quick,
+           events=n, rounds=rounds, writer_max_batch=MAX_BATCH)
+    calls = [event_kwargs(i) for i in range(n)]
+    results: list[tuple[SealogRun, float, float, float]] = []
+    for round_no in range(rounds):
+        with temp_dir() as tmp:
+            run = run_sealog(tmp, calls)
+            same = run_baseline(tmp / "same.db", run.rows, run.batches)
+            full = run_baseline(tmp / "full.db", run.rows, full_batches(n, MAX_BATCH))
+            alone = run_store_write(tmp / "write.db", unsealed(run.rows), run.batches)
+        results.append((run, same, full, alone))
+        print(f"round {round_no + 1}: sealog {n / run.seconds:,.0f}/s in {len(run.batches)} batches "
+              f"(mean {n / len(run.batches):,.0f}); executemany same batches {n / same:,.0f}/s, "
+              f"full batches {n / full:,.0f}/s; SQLiteStore.write alone {n / alone:,.0f}/s")
+    print()
+
+    sealog_rate = median([n / r.seconds for r, *_ in results])
+    emit_rate = median([n / r.emit_seconds for r, *_ in results])
+    same_rate = median([n / same for _, same, _, _ in results])
+    full_rate = median([n / full for _, _, full, _ in results])
+    alone_rate = median([n / alone for *_, alone in results])
+    mean_batch = median([n / len(r.batches) for r, *_ in results])
+    table(
+        ("path (median of rounds)", "events/s", "ratio sealog/this"),
+        [("sealog emit -> flush() returned", sealog_rate, 1.0),
+         ("  (emit loop alone, caller side)", emit_rate, sealog_rate / emit_rate),
+         ("SQLiteStore.write alone (seal + insert), same batches", alone_rate, sealog_rate / alone_rate),
+         (f"executemany, writer's batches (mean {mean_batch:,.0f})", same_rate, sealog_rate / same_rate),
+         (f"executemany, batches of {MAX_BATCH}", full_rate, sealog_rate / full_rate)],
+    )
+    if args.profile:
+        with temp_dir() as tmp:
+            run_sealog(tmp, calls, profile=True)
+    return verdict([Bar("sealog/executemany (same batches)", sealog_rate / same_rate, 0.5, 0.8, True)],
+                   args.check)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
