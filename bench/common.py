@@ -170,12 +170,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
 
 @dataclass(frozen=True)
 class Bar:
-    """A figure with the line it must cross (bar) and the one we aim for (goal)."""
+    """A figure with the line it must cross (bar) and the one we aim for (goal, if any)."""
 
     name: str
     value: float
     bar: float
-    goal: float
+    goal: float | None
     higher_is_better: bool
 
     def meets(self, limit: float) -> bool:
@@ -188,7 +188,8 @@ def verdict(bars: Sequence[Bar], check: bool) -> int:
     rows = [
         (b.name, b.value, f"{sign[b.higher_is_better]} {fmt(b.bar)}",
          "met" if b.meets(b.bar) else "MISSED",
-         f"{sign[b.higher_is_better]} {fmt(b.goal)}", "met" if b.meets(b.goal) else "not yet")
+         "-" if b.goal is None else f"{sign[b.higher_is_better]} {fmt(b.goal)}",
+         "-" if b.goal is None else "met" if b.meets(b.goal) else "not yet")
         for b in bars
     ]
     table(("figure", "value", "bar", "bar?", "goal", "goal?"), rows)
