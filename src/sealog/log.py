@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 import msgspec
 from uuid_utils import uuid7
@@ -33,9 +33,10 @@ from .event import (
 )
 from .redact import DEFAULT as DEFAULT_REDACTOR
 from .redact import Redactor
+from .sinks import LineSink, LocalSink, ProcessSink
 from .spool import FullPolicy, Spool
 from .stores import Page, Query, Store, open_store
-from .writer import Sink, Writer
+from .writer import Writer
 
 if TYPE_CHECKING:
     from .builder import EventBuilder
@@ -44,6 +45,7 @@ log = logging.getLogger("sealog")
 event_log = logging.getLogger("sealog.events")
 
 DEFAULT_URL: Final = "sqlite:///sealog.db"
+WriterMode = Literal["process", "thread"]
 F = TypeVar("F", bound=Callable[..., Any])
 _CACHE_LIMIT: Final = 10_000
 _CONTEXT_FIELDS: Final = (
@@ -82,21 +84,28 @@ class AuditLog(AbstractContextManager["AuditLog"]):
         max_spool_bytes: int = 1 << 30,
         spool_full: FullPolicy = "block",
         spool_timeout: float = 5.0,
+        writer: WriterMode | None = None,
     ) -> None:
         self.url = store.url if store is not None else resolve_url(url)
         self.store: Store | None = store
         broker = broker or os.environ.get("SEALOG_BROKER_URL")
-        sink: Sink
-        if broker:
+        mode = writer or os.environ.get("SEALOG_WRITER") or ("thread" if store is not None else "process")
+        if mode not in ("process", "thread"):
+            raise ValueError(f"writer must be 'process' or 'thread', not {mode!r}")
+        if store is not None and mode == "process":
+            raise ValueError("a Store object lives in this process: use writer='thread'")
+        if self.store is None and (not broker or url or os.environ.get("SEALOG_URL")):
+            self.store = open_store(self.url)  # opens lazily: reads, and the thread writer
+        sink: LineSink
+        if mode == "process":
+            sink = ProcessSink(["broker", broker, exchange] if broker else ["store", self.url])
+        elif broker:
             from .broker.publisher import Publisher
 
-            sink = Publisher(broker, exchange=exchange)
-            if store is None and (url or os.environ.get("SEALOG_URL")):
-                self.store = open_store(self.url)
+            sink = LocalSink(Publisher(broker, exchange=exchange))
         else:
-            if self.store is None:
-                self.store = open_store(self.url)
-            sink = self.store
+            assert self.store is not None
+            sink = LocalSink(self.store)
         self.source = source
         self.redactor = redactor
         directory = spool_dir or default_spool_dir(broker or self.url)
@@ -281,7 +290,8 @@ class AuditLog(AbstractContextManager["AuditLog"]):
         drained = self._writer.stop(timeout)
         self.spool.close()
         self._sink.close()
-        if self.store is not None and self.store is not self._sink:
+        shared = isinstance(self._sink, LocalSink) and self._sink.sink is self.store
+        if self.store is not None and not shared:
             self.store.close()
         _live.discard(self)
         return drained

@@ -11,15 +11,15 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol
-
-import msgspec
+from typing import Any, Final
 
 from .errors import StoreUnavailable
-from .event import Event, decode
+from .sinks import LineSink, Rejected, Sink
+
+__all__ = ["Sink", "Stats", "Writer"]  # Sink moved to sinks.py; still importable here
 from .spool import Spool
 
 log = logging.getLogger("sealog")
@@ -29,16 +29,6 @@ BACKOFF_START: Final = 0.05
 BACKOFF_CAP: Final = 5.0
 ORPHAN_SCAN_EVERY: Final = 5.0
 FSYNC_EVERY: Final = 0.2
-
-
-class Sink(Protocol):
-    """Where the writer delivers: a store, or the broker publisher."""
-
-    def migrate(self) -> None: ...
-
-    def write(self, events: Sequence[Event]) -> int: ...
-
-    def close(self) -> None: ...
 
 
 @dataclass
@@ -57,7 +47,7 @@ class Stats:
 class Writer:
     """Moves events from the in-memory queue (fed by emit) and from dead owners' spools."""
 
-    def __init__(self, spool: Spool, sink: Sink, *, migrate: bool = True) -> None:
+    def __init__(self, spool: Spool, sink: LineSink, *, migrate: bool = True) -> None:
         self.spool = spool
         self.sink = sink
         self.stats = Stats()
@@ -159,8 +149,7 @@ class Writer:
         batch = self.spool.read_batch(MAX_BATCH)
         if not batch:
             return False
-        events = self._decode([line for _, lines in batch for line in lines])
-        if not self._deliver(events):
+        if not self._deliver([line for _, lines in batch for line in lines]):
             return True  # abandoned at shutdown: the lines stay in the spool for the next process
         # Each line cost its length plus the newline in the spool's byte count.
         self.spool.ack({seg: (len(lines), sum(map(len, lines)) + len(lines)) for seg, lines in batch})
@@ -183,7 +172,7 @@ class Writer:
     def _recover_orphans(self) -> None:
         for orphan in self.spool.claim_orphans():
             try:
-                delivered = all(self._deliver(self._decode(batch))
+                delivered = all(self._deliver(batch)
                                 for path in orphan.segments for batch in self._batches(path))
             except BaseException:
                 self.spool.release_lock(orphan)  # let the next scan (ours or another's) retry
@@ -205,35 +194,28 @@ class Writer:
         if batch:
             yield batch
 
-    def _decode(self, lines: list[bytes]) -> list[Event]:
-        events = []
-        for line in lines:
-            try:
-                events.append(decode(line))
-            except msgspec.DecodeError as exc:
-                self._quarantine(line, f"unreadable spool line: {exc}")
-        return events
-
-    def _deliver(self, events: list[Event]) -> bool:
+    def _deliver(self, lines: list[bytes]) -> bool:
         """Write, retrying outages with backoff; False only when abandoned at shutdown."""
-        if not events:
+        if not lines:
             return True
         try:
-            return self._retry(lambda: self._write(events))
-        except Exception as exc:  # not an outage: this batch holds a bad event
-            if len(events) == 1:
-                self._quarantine(msgspec.json.encode(events[0]), f"{type(exc).__name__}: {exc}")
+            return self._retry(lambda: self._write(lines))
+        except Exception as exc:  # Rejected, or any non-outage error: a bad event is in here
+            if len(lines) == 1:
+                reason = str(exc) if isinstance(exc, Rejected) else f"{type(exc).__name__}: {exc}"
+                self._quarantine(lines[0], reason)
                 return True
-            middle = len(events) // 2
-            return self._deliver(events[:middle]) and self._deliver(events[middle:])
+            middle = len(lines) // 2
+            return self._deliver(lines[:middle]) and self._deliver(lines[middle:])
 
-    def _write(self, events: list[Event]) -> bool:
+    def _write(self, lines: list[bytes]) -> None:
         started = time.perf_counter()
-        added = self.sink.write(events)
+        added, rejected = self.sink.write_lines(lines)
         self.stats.last_write_ms = (time.perf_counter() - started) * 1000
+        for index, reason in rejected:
+            self._quarantine(lines[index], reason)
         self.stats.stored += added
-        self.stats.duplicates += len(events) - added
-        return True
+        self.stats.duplicates += len(lines) - len(rejected) - added
 
     def _retry(self, operation: Any) -> bool:
         """Run ``operation`` until it stops raising StoreUnavailable; capped jittered backoff."""

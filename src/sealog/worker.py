@@ -1,0 +1,65 @@
+"""The writer process: ``python -m sealog.worker store URL`` or ``... broker URL EXCHANGE``.
+
+Started by ProcessSink; speaks its frame protocol on stdin/stdout; exits at EOF.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+
+from .errors import StoreUnavailable
+from .sinks import LocalSink
+
+
+def open_sink(args: list[str]) -> LocalSink:
+    kind, target = args[0], args[1]
+    if kind == "broker":
+        from .broker.publisher import Publisher
+
+        return LocalSink(Publisher(target, exchange=args[2]))
+    from .stores import open_store
+
+    return LocalSink(open_store(target))
+
+
+def serve(sink: LocalSink) -> None:
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        header = stdin.read(5)
+        if len(header) < 5 or header[:1] == b"Q":
+            return
+        payload = stdin.read(int.from_bytes(header[1:], "big"))
+        try:
+            if header[:1] == b"M":
+                sink.migrate()
+                reply = "OK {}"
+            else:
+                added, rejected = sink.write_lines(payload.split(b"\n"))
+                reply = "OK " + json.dumps({"added": added, "rejected": rejected})
+        except StoreUnavailable as exc:
+            reply = "DOWN " + _one_line(str(exc))
+        except Exception as exc:  # reported to the parent, which isolates the bad event
+            reply = "BAD " + _one_line(f"{type(exc).__name__}: {exc}")
+        stdout.write(reply.encode() + b"\n")
+        stdout.flush()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the application decides when we stop
+    logging.basicConfig(level=logging.WARNING, format="sealog writer process: %(message)s")
+    sink = open_sink(sys.argv[1:])
+    try:
+        serve(sink)
+    finally:
+        sink.close()
+
+
+if __name__ == "__main__":
+    main()
