@@ -27,12 +27,16 @@ def bind(**fields: Any) -> Iterator[dict[str, Any]]:
 
 def _load_trace_ids() -> Callable[[], tuple[str, str] | None] | None:
     try:
+        from opentelemetry import context as otel_context
         from opentelemetry import trace
     except ImportError:
         return None
 
     def trace_ids() -> tuple[str, str] | None:
-        ctx = trace.get_current_span().get_span_context()
+        current = otel_context.get_current()
+        if not current:  # nothing active: skip the span lookup, emit runs this every time
+            return None
+        ctx = trace.get_current_span(current).get_span_context()
         if not ctx.is_valid:
             return None
         return f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}"

@@ -185,8 +185,9 @@ class AuditLog(AbstractContextManager["AuditLog"]):
             after=None if after is None else scrub(after, "after"),
         )
         bound = context.current()
-        if bound is not None or (correlation_id is None and context.trace_ids is not None):
-            event = self._enrich(event, bound)
+        trace = None if correlation_id is not None or context.trace_ids is None else context.trace_ids()
+        if bound is not None or trace is not None:
+            event = self._enrich(event, bound, trace)
         if event.tenant_id not in self._tenants:
             self._remember(self._tenants, check_tenant(event.tenant_id))
         if action not in self._actions:
@@ -206,7 +207,8 @@ class AuditLog(AbstractContextManager["AuditLog"]):
             cache.clear()
         cache.add(value)
 
-    def _enrich(self, event: Event, bound: dict[str, Any] | None) -> Event:
+    def _enrich(self, event: Event, bound: dict[str, Any] | None,
+                trace: tuple[str, str] | None) -> Event:
         """Fill what the caller left out from the context and the active trace."""
         changes: dict[str, Any] = {}
         if bound is not None:
@@ -215,13 +217,10 @@ class AuditLog(AbstractContextManager["AuditLog"]):
                     changes[name] = bound[name]
             if "metadata" in bound:
                 changes["metadata"] = {**bound["metadata"], **event.metadata}
-        if (event.correlation_id is None and "correlation_id" not in changes
-                and context.trace_ids is not None):
-            ids = context.trace_ids()
-            if ids is not None:
-                changes["correlation_id"] = ids[0]
-                if event.span_id is None and "span_id" not in changes:
-                    changes["span_id"] = ids[1]
+        if trace is not None and "correlation_id" not in changes:
+            changes["correlation_id"] = trace[0]
+            if event.span_id is None and "span_id" not in changes:
+                changes["span_id"] = trace[1]
         return msgspec.structs.replace(event, **changes) if changes else event
 
     def event(self, tenant_id: str | None = None) -> EventBuilder:
