@@ -34,6 +34,10 @@ from sealog.stores.sqlite import SQLiteStore
 from sealog.writer import MAX_BATCH
 
 _COLUMNS = ", ".join(f'"{name}"' for name in FIELDS)
+PROCESS = "sealog emit -> flush() returned (default writer=process)"
+THREAD = "sealog emit -> flush() returned, writer=thread"
+ALONE = "SQLiteStore.write alone (seal + insert), same batches"
+SAME = "executemany, the writer's batches (the baseline)"
 _INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * len(FIELDS))})"
 
 
@@ -45,25 +49,27 @@ class SealogRun:
     rows: list[tuple[Any, ...]]
 
 
-def recording(write: Callable[[Sequence[Event]], int], sizes: list[int]) -> Callable[[Sequence[Event]], int]:
-    """Wrap a store's write to note each batch size (one list append per batch)."""
+def recording(write: Callable[[list[bytes]], Any], sizes: list[int]) -> Callable[[list[bytes]], Any]:
+    """Wrap the writer's sink to note each batch size (one list append per batch)."""
 
-    def wrapped(events: Sequence[Event]) -> int:
-        sizes.append(len(events))
-        return write(events)
+    def wrapped(lines: list[bytes]) -> Any:
+        sizes.append(len(lines))
+        return write(lines)
 
     return wrapped
 
 
-def run_sealog(directory: Path, calls: list[dict[str, Any]], profile: bool = False) -> SealogRun:
-    url = sqlite_url(directory / "sealog.db")
-    store = SQLiteStore(url)
+def run_sealog(directory: Path, calls: list[dict[str, Any]], mode: str, profile: bool = False) -> SealogRun:
+    path = directory / f"sealog-{mode}.db"
+    log = AuditLog(sqlite_url(path), spool_dir=directory / f"spool-{mode}", writer=mode)  # type: ignore[arg-type]
     sizes: list[int] = []
-    store.write = recording(store.write, sizes)  # type: ignore[method-assign]
-    log = AuditLog(store=store, spool_dir=directory / "spool")
+    # Reaching inside on purpose: the batch sizes the writer used, for the baseline.
+    sink = log._writer.sink
+    sink.write_lines = recording(sink.write_lines, sizes)  # type: ignore[method-assign]
     try:
         if not log.flush(60):  # the migration is done before the clock starts
             raise RuntimeError("the store did not come up")
+        sizes.clear()
         writer_profile = profile_writer(log) if profile else None
         emit = log.emit
         started = time.perf_counter()
@@ -74,14 +80,14 @@ def run_sealog(directory: Path, calls: list[dict[str, Any]], profile: bool = Fal
             raise RuntimeError(f"flush timed out: {log.stats()}")
         seconds = time.perf_counter() - started
         if writer_profile is not None:
-            print("cProfile of the writer thread (delivering batches), by own time:")
-            pstats.Stats(writer_profile).sort_stats("tottime").print_stats(18)
+            print(f"cProfile of the writer thread (writer={mode}), by own time:")
+            pstats.Stats(writer_profile).sort_stats("tottime").print_stats(15)
         stored = log.stats()["stored"]
         if stored != len(calls):
             raise RuntimeError(f"stored {stored} of {len(calls)} events")
     finally:
         log.close()
-    with sqlite3.connect(directory / "sealog.db") as conn:
+    with sqlite3.connect(path) as conn:
         rows = conn.execute(f"SELECT {_COLUMNS} FROM events ORDER BY occurred_at, event_id").fetchall()
     conn.close()
     return SealogRun(seconds, emitted - started, sizes, rows)
@@ -165,45 +171,62 @@ def main() -> int:
     cli = parser(__doc__)
     cli.add_argument("-n", type=int, help="events per round (default 100,000; quick 5,000)")
     cli.add_argument("--rounds", type=int, help="alternating rounds (default 3; quick 1)")
-    cli.add_argument("--profile", action="store_true", help="profile the writer in an extra round")
+    cli.add_argument("--profile", action="store_true",
+                     help="profile the writer thread and SQLiteStore.write in an extra round")
     args = cli.parse_args()
     n = args.n or (5_000 if args.quick else 100_000)
     rounds = args.rounds or (1 if args.quick else 3)
     header("throughput: emit -> sealed rows in SQLite vs raw executemany", args.quick,
            events=n, rounds=rounds, writer_max_batch=MAX_BATCH)
     calls = [event_kwargs(i) for i in range(n)]
-    results: list[tuple[SealogRun, float, float, float]] = []
+    rates: dict[str, list[float]] = {}
+    batch_means: list[float] = []
     for round_no in range(rounds):
         with temp_dir() as tmp:
-            run = run_sealog(tmp, calls)
-            same = run_baseline(tmp / "same.db", run.rows, run.batches)
-            full = run_baseline(tmp / "full.db", run.rows, full_batches(n, MAX_BATCH))
-            alone = run_store_write(tmp / "write.db", unsealed(run.rows), run.batches)
-        results.append((run, same, full, alone))
-        print(f"round {round_no + 1}: sealog {n / run.seconds:,.0f}/s in {len(run.batches)} batches "
-              f"(mean {n / len(run.batches):,.0f}); executemany same batches {n / same:,.0f}/s, "
-              f"full batches {n / full:,.0f}/s; SQLiteStore.write alone {n / alone:,.0f}/s")
+            modes = ("process", "thread") if round_no % 2 == 0 else ("thread", "process")
+            runs = {mode: run_sealog(tmp, calls, mode) for mode in modes}
+            run = runs["process"]
+            timings = {
+                PROCESS: run.seconds,
+                "  emit loop alone (caller side, writer=process)": run.emit_seconds,
+                THREAD: runs["thread"].seconds,
+                ALONE: run_store_write(tmp / "write.db", unsealed(run.rows), run.batches),
+                SAME: run_baseline(tmp / "same.db", run.rows, run.batches),
+                f"executemany, batches of {MAX_BATCH}": run_baseline(
+                    tmp / "full.db", run.rows, full_batches(n, MAX_BATCH)),
+            }
+        batch_means.append(n / len(run.batches))
+        for name, seconds in timings.items():
+            rates.setdefault(name, []).append(n / seconds)
+        print(f"round {round_no + 1} ({' then '.join(modes)} first): writer=process {n / timings[PROCESS]:,.0f}/s, "
+              f"writer=thread {n / timings[THREAD]:,.0f}/s, executemany {n / timings[SAME]:,.0f}/s, "
+              f"{len(run.batches)} batches")
     print()
-
-    sealog_rate = median([n / r.seconds for r, *_ in results])
-    emit_rate = median([n / r.emit_seconds for r, *_ in results])
-    same_rate = median([n / same for _, same, _, _ in results])
-    full_rate = median([n / full for _, _, full, _ in results])
-    alone_rate = median([n / alone for *_, alone in results])
-    mean_batch = median([n / len(r.batches) for r, *_ in results])
-    table(
-        ("path (median of rounds)", "events/s", "ratio sealog/this"),
-        [("sealog emit -> flush() returned", sealog_rate, 1.0),
-         ("  (emit loop alone, caller side)", emit_rate, sealog_rate / emit_rate),
-         ("SQLiteStore.write alone (seal + insert), same batches", alone_rate, sealog_rate / alone_rate),
-         (f"executemany, writer's batches (mean {mean_batch:,.0f})", same_rate, sealog_rate / same_rate),
-         (f"executemany, batches of {MAX_BATCH}", full_rate, sealog_rate / full_rate)],
-    )
+    figure = median(rates[PROCESS])
+    baseline = median(rates[SAME])
+    print(f"writer batches (process mode): mean {median(batch_means):,.0f} events per transaction\n")
+    table(("path (median of rounds)", "events/s", "ratio to executemany (same batches)"),
+          [(name, median(r), median(r) / baseline) for name, r in rates.items()])
     if args.profile:
-        with temp_dir() as tmp:
-            run_sealog(tmp, calls, profile=True)
-    return verdict([Bar("sealog/executemany (same batches)", sealog_rate / same_rate, 0.5, 0.8, True)],
+        profile_round(calls)
+    return verdict([Bar("sealog/executemany (same batches)", figure / baseline, 0.5, 0.8, True)],
                    args.check)
+
+
+def profile_round(calls: list[dict[str, Any]]) -> None:
+    with temp_dir() as tmp:
+        run = run_sealog(tmp, calls, "process", profile=True)
+        events = unsealed(run.rows)
+        store = SQLiteStore(sqlite_url(tmp / "profiled.db"))
+        store.migrate()
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for at in range(0, len(events), MAX_BATCH):
+            store.write(events[at : at + MAX_BATCH])
+        profiler.disable()
+        store.close()
+    print("cProfile of SQLiteStore.write (what the writer process does), by own time:")
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
 
 
 if __name__ == "__main__":
