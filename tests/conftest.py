@@ -10,7 +10,7 @@ import pytest
 
 from sealog import AuditLog
 
-pytest_plugins: list[str] = []
+pytest_plugins = ["tests.fixtures.postgres"]
 
 
 @pytest.fixture

@@ -52,6 +52,6 @@ def literal_prefix(pattern: str) -> tuple[str, bool]:
 
 
 def to_posix_regex(pattern: str) -> str:
-    """The same pattern as an anchored POSIX regex over the bare action (PostgreSQL ``~``)."""
+    """The same pattern as an anchored POSIX regex over ``'.' || action`` (PostgreSQL ``~``)."""
     body = compile_pattern(pattern).pattern
     return "^" + body.replace("(?:", "(") + "$"

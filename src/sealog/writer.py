@@ -120,9 +120,12 @@ class Writer:
                     if time.monotonic() - self._last_scan >= ORPHAN_SCAN_EVERY:
                         self._recover()
                     worked = self._deliver_batch()
-                except Exception:  # a bug of ours must not end delivery: say so, pause, go on
+                except Exception as exc:  # a bug or a misconfiguration must not end delivery
                     self.stats.errors += 1
-                    log.exception("sealog: the writer hit an unexpected error; retrying")
+                    self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                    if time.monotonic() - self._last_failure_log >= 30:
+                        self._last_failure_log = time.monotonic()
+                        log.exception("sealog: the writer hit an unexpected error; retrying")
                     self._wake.wait(1.0)
                     continue
                 if not worked:

@@ -1,0 +1,273 @@
+"""The production store: PostgreSQL through psycopg 3, a connection pool and COPY.
+
+Tables are prefixed ``sealog_`` because they live beside the application's own. A batch
+is sealed in one transaction: the tenants' chain heads are locked ``FOR UPDATE`` in a
+fixed order (so writers on many hosts extend one chain and never deadlock), known
+event_ids are skipped, and the rest go in with COPY.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Final, TypeVar
+
+import psycopg
+from msgspec.structs import astuple
+from psycopg import sql
+from psycopg.types.json import set_json_loads
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from .. import patterns, timefmt
+from ..canonical import SORTED_FIELDS, canonical_row, canonical_value
+from ..chain import SCALAR_FIELDS, CanonicalRow, VerifyReport, seal, verify_chain
+from ..errors import StoreUnavailable
+from ..event import FIELDS, JSON_FIELDS, MAX_SAFE_INT, Event
+from . import migrations
+from .base import ChainHead, Page, ProgressFn, Query, check_limit, decode_cursor, encode_cursor
+
+T = TypeVar("T")
+_TIME = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+_TIME_FIELDS: Final = ("occurred_at", "recorded_at")
+_N_CONTENT: Final = len(SCALAR_FIELDS)
+_MIGRATION_LOCK: Final = 0x5EA1_0600  # any constant: pg_advisory_xact_lock serialises `init`s
+
+
+def _select_list(fields: Sequence[str], *, json_as_text: bool = False) -> sql.Composable:
+    """Columns as the Event wants them: timestamps as RFC 3339 text, JSON optionally as text."""
+    parts: list[sql.Composable] = []
+    for name in fields:
+        column = sql.Identifier(name)
+        if name in _TIME_FIELDS:
+            parts.append(sql.SQL(_TIME).format(column))
+        elif json_as_text and name in JSON_FIELDS:
+            parts.append(sql.SQL("{}::text").format(column))
+        else:
+            parts.append(column)
+    return sql.SQL(", ").join(parts)
+
+
+def _loads(text: str | bytes) -> Any:
+    """JSON from jsonb. Integers beyond 2**53 can only have been floats (emit refuses such
+    integers), and jsonb prints 1e21 as 1000000000000000000000: read those back as floats."""
+    return json.loads(text, parse_int=lambda digits: int(digits) if len(digits) < 16 or
+                      abs(int(digits)) <= MAX_SAFE_INT else float(digits))
+
+
+class PostgresStore:
+    """A Store over PostgreSQL; connections come from a small pool opened on first use."""
+
+    def __init__(self, url: str, *, pool_size: int = 4, timeout: float = 10.0) -> None:
+        self.url = url
+        self._timeout = timeout
+        self._pool = ConnectionPool(url, min_size=0, max_size=pool_size, open=False, timeout=timeout,
+                                    configure=self._configure, check=ConnectionPool.check_connection,
+                                    kwargs={"connect_timeout": max(1, int(timeout))})
+        self._opened = False
+
+    @staticmethod
+    def _configure(conn: psycopg.Connection[Any]) -> None:
+        set_json_loads(_loads, conn)
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """The one place where driver errors become StoreUnavailable (an outage: retried)."""
+        try:
+            if not self._opened:
+                self._pool.open(wait=False)
+                self._opened = True
+            with self._pool.connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+            raise StoreUnavailable(f"PostgreSQL: {_first_line(exc)}") from exc
+
+    def close(self) -> None:
+        if self._opened:
+            self._pool.close()
+            self._opened = False
+
+    # -- schema ----------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        wanted = {step.version for step in migrations.load("postgres")}
+        with self._connection() as conn:
+            # Up to date: nothing to create, so the writer role (no DDL rights) passes here.
+            if conn.execute("SELECT to_regclass('sealog_migrations')").fetchone() != (None,):
+                done = {row[0] for row in conn.execute("SELECT version FROM sealog_migrations")}
+                if wanted <= done:
+                    conn.execute("SELECT sealog_ensure_partitions(3)")
+                    conn.commit()
+                    return
+            conn.rollback()
+        with self._connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS sealog_migrations (version integer PRIMARY KEY, "
+                "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {row[0] for row in conn.execute("SELECT version FROM sealog_migrations")}
+            for step in migrations.load("postgres"):
+                if step.version not in done:
+                    conn.execute(step.sql.encode())
+                    conn.execute("INSERT INTO sealog_migrations (version, name) VALUES (%s, %s)",
+                                 (step.version, step.name))
+            conn.execute("SELECT sealog_ensure_partitions(3)")
+
+    def create_roles(self, writer: str, writer_password: str | None,
+                     reader: str, reader_password: str | None) -> None:
+        """The writer may INSERT and SELECT events (and move chain heads); the reader SELECT only."""
+        tables = ["sealog_events", "sealog_event_ids", "sealog_chain_heads", "sealog_migrations"]
+        with self._connection() as conn, conn.transaction():
+            for role, password in ((writer, writer_password), (reader, reader_password)):
+                exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+                verb = sql.SQL("ALTER") if exists else sql.SQL("CREATE")
+                conn.execute(sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
+                    verb, sql.Identifier(role), sql.Literal(password)))
+            names = sql.SQL(", ").join(sql.Identifier(t) for t in tables)
+            conn.execute(sql.SQL("GRANT SELECT ON {} TO {}, {}").format(
+                names, sql.Identifier(writer), sql.Identifier(reader)))
+            conn.execute(sql.SQL("GRANT INSERT ON sealog_events, sealog_event_ids, sealog_chain_heads TO {}")
+                         .format(sql.Identifier(writer)))
+            # Moving a chain head is an UPDATE; the events themselves never are.
+            conn.execute(sql.SQL("GRANT UPDATE ON sealog_chain_heads TO {}").format(sql.Identifier(writer)))
+            conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION sealog_ensure_partitions(integer) TO {}")
+                         .format(sql.Identifier(writer)))
+
+    # -- writes ----------------------------------------------------------------------
+
+    def write(self, events: Sequence[Event]) -> int:
+        if not events:
+            return 0
+        tenants = sorted({e.tenant_id for e in events})
+        with self._connection() as conn, conn.transaction():
+            conn.execute(
+                "INSERT INTO sealog_chain_heads (tenant_id, seq, hash) SELECT t, 0, repeat('0', 64) "
+                "FROM unnest(%s::text[]) AS t ON CONFLICT (tenant_id) DO NOTHING", (tenants,))
+            heads = {t: (s, h) for t, s, h in conn.execute(
+                "SELECT tenant_id, seq, hash FROM sealog_chain_heads WHERE tenant_id = ANY(%s) "
+                "ORDER BY tenant_id FOR UPDATE", (tenants,))}
+            known = {row[0] for row in conn.execute(
+                "SELECT event_id FROM sealog_event_ids WHERE event_id = ANY(%s)",
+                ([e.event_id for e in events],))}
+            fresh = []
+            for event in events:
+                if event.event_id not in known:
+                    known.add(event.event_id)
+                    fresh.append(event)
+            recorded_at = timefmt.now()
+            with conn.cursor() as cur:
+                sealed = seal(fresh, heads)
+                with cur.copy("COPY sealog_event_ids (event_id, tenant_id, seq) FROM STDIN") as copy:
+                    for s in sealed:
+                        copy.write_row((s.event.event_id, s.event.tenant_id, s.seq))
+                with cur.copy(sql.SQL("COPY sealog_events ({}) FROM STDIN").format(
+                        sql.SQL(", ").join(sql.Identifier(f) for f in FIELDS))) as copy:
+                    for s in sealed:
+                        copy.write_row((*astuple(s.event)[:_N_CONTENT],
+                                        *(raw.decode() for raw in s.json.values()),
+                                        s.seq, s.prev_hash, s.hash, recorded_at))
+                cur.executemany("UPDATE sealog_chain_heads SET seq = %s, hash = %s WHERE tenant_id = %s",
+                                [(seq, digest, tenant) for tenant, (seq, digest) in heads.items()])
+            return len(fresh)
+
+    # -- reads -----------------------------------------------------------------------
+
+    def _fetch(self, query: sql.Composed | sql.SQL, params: Sequence[Any],
+               row: Callable[[Any], T]) -> list[T]:
+        with self._connection() as conn:
+            return [row(r) for r in conn.execute(query, params)]
+
+    def query(self, query: Query) -> Page:
+        limit = check_limit(query.limit)
+        where: list[sql.Composable] = [sql.SQL("tenant_id = %s")]
+        params: list[Any] = [query.tenant_id]
+        if query.action:
+            prefix, wild = patterns.literal_prefix(query.action)
+            if not wild:
+                where.append(sql.SQL("action = %s"))
+                params.append(prefix)
+            else:
+                if prefix:  # an indexable range before the regex
+                    where.append(sql.SQL("(action = %s OR (action > %s AND action < %s))"))
+                    params += [prefix, prefix + ".", prefix + "/"]
+                where.append(sql.SQL("('.' || action) ~ %s"))
+                params.append(patterns.to_posix_regex(query.action))
+        for column in ("actor_id", "target_id", "outcome", "request_id", "correlation_id"):
+            value = getattr(query, column)
+            if value is not None:
+                where.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
+                params.append(value)
+        if query.since:
+            where.append(sql.SQL("occurred_at >= %s::timestamptz"))
+            params.append(query.since)
+        if query.until:
+            where.append(sql.SQL("occurred_at <= %s::timestamptz"))
+            params.append(query.until)
+        if query.after:
+            occurred_at, seq = decode_cursor(query.after)
+            where.append(sql.SQL("(occurred_at, seq) < (%s::timestamptz, %s)"))
+            params += [occurred_at, seq]
+        statement = sql.SQL("SELECT {} FROM sealog_events WHERE {} ORDER BY occurred_at DESC, seq DESC "
+                            "LIMIT {}").format(_select_list(FIELDS), sql.SQL(" AND ").join(where),
+                                               sql.Literal(limit + 1))
+        events = self._fetch(statement, params, _event)
+        more = len(events) > limit
+        events = events[:limit]
+        last = events[-1] if more else None
+        return Page(events, encode_cursor(last.occurred_at, last.seq or 0) if last else None)
+
+    def get(self, tenant_id: str, event_id: str) -> Event | None:
+        statement = sql.SQL("SELECT {} FROM sealog_events WHERE tenant_id = %s AND event_id = %s").format(
+            _select_list(FIELDS))
+        found = self._fetch(statement, (tenant_id, event_id), _event)
+        return found[0] if found else None
+
+    def _stream(self, statement: sql.Composed, params: Sequence[Any]) -> Iterator[Any]:
+        """A server-side cursor: a tenant of any size in constant memory."""
+        with self._connection() as conn, conn.transaction(), \
+                conn.cursor(name="sealog_stream") as cursor:
+            cursor.itersize = 2000
+            cursor.execute(statement, params)
+            yield from cursor
+
+    def iter_events(self, tenant_id: str, after_seq: int = 0) -> Iterator[Event]:
+        statement = sql.SQL("SELECT {} FROM sealog_events WHERE tenant_id = %s AND seq > %s "
+                            "ORDER BY seq").format(_select_list(FIELDS))
+        for row in self._stream(statement, (tenant_id, after_seq)):
+            yield _event(row)
+
+    def heads(self) -> list[ChainHead]:
+        return self._fetch(sql.SQL("SELECT tenant_id, seq, hash FROM sealog_chain_heads WHERE seq > 0 "
+                                   "ORDER BY tenant_id"), (), lambda r: ChainHead(*r))
+
+    def verify(self, tenant_id: str | None = None, progress: ProgressFn | None = None) -> VerifyReport:
+        report = VerifyReport()
+        heads = {h.tenant_id: (h.seq, h.hash) for h in self.heads()}
+        if tenant_id is not None:
+            tenants = [tenant_id]
+        else:  # from the events too, so deleting a head hides nothing
+            stored = self._fetch(sql.SQL("SELECT DISTINCT tenant_id FROM sealog_events"), (), lambda r: r[0])
+            tenants = sorted(set(stored) | heads.keys())
+        for tenant in tenants:
+            verify_chain(tenant, self._stored_rows(tenant), heads.get(tenant), report, progress)
+        return report
+
+    def _stored_rows(self, tenant_id: str) -> Iterator[CanonicalRow]:
+        statement = sql.SQL("SELECT {}, seq, prev_hash, hash FROM sealog_events WHERE tenant_id = %s "
+                            "ORDER BY seq").format(_select_list(SORTED_FIELDS, json_as_text=True))
+        n = len(SORTED_FIELDS)
+        json_at = [SORTED_FIELDS.index(name) for name in JSON_FIELDS]
+        for row in self._stream(statement, (tenant_id,)):
+            values = list(row[:n])
+            for i in json_at:  # jsonb normalises layout, not meaning: re-canonicalise it
+                values[i] = canonical_value(None if values[i] is None else _loads(values[i]))
+            yield CanonicalRow(canonical_row(values), row[n], row[n + 1], row[n + 2])
+
+
+def _event(row: Sequence[Any]) -> Event:
+    return Event(**dict(zip(FIELDS, row, strict=True)))
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
