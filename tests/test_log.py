@@ -268,3 +268,15 @@ def test_memory_store_and_assert_audited_for_users_tests(tmp_path: Path) -> None
         assert log.verify().ok
     finally:
         log.close()
+
+
+def test_nul_characters_are_refused_at_emit(audit_log: AuditLog) -> None:
+    """A NUL cannot be stored by PostgreSQL, so every store refuses it up front, by field."""
+    with pytest.raises(sealog.InvalidEvent) as raised:
+        audit_log.emit(tenant_id="acme", action="test.nul", metadata={"k": "a\x00b"})
+    assert raised.value.field == "metadata"
+    literal = audit_log.emit(tenant_id="acme", action="test.nul", metadata={"k": "\\u0000 as text"})
+    assert audit_log.flush()
+    stored = audit_log.get("acme", literal)
+    assert stored is not None
+    assert stored.metadata == {"k": "\\u0000 as text"}

@@ -145,6 +145,16 @@ def check_proof(value: object) -> dict[str, Any] | None:
     return value
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 _validate = msgspec.json.Decoder(Event).decode
 
 
@@ -161,6 +171,10 @@ def encode(event: Event) -> bytes:
         raise
     if len(line) > MAX_EVENT_BYTES:
         raise InvalidEvent("event", f"{len(line)} bytes encoded, over the {MAX_EVENT_BYTES} limit")
+    if b"\\u0000" in line:  # cheap test first; PostgreSQL text and jsonb cannot hold NUL
+        culprit = next((n for n in FIELDS if _has_nul(getattr(event, n))), None)
+        if culprit is not None:
+            raise InvalidEvent(culprit, "contains a NUL character, which stores cannot keep")
     try:
         _validate(line)
     except msgspec.ValidationError as exc:
