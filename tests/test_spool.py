@@ -147,3 +147,24 @@ def test_a_full_disk_is_reported_as_spool_full(tmp_path: Path) -> None:
     verdict, accepted, *_ = done.stdout.split()
     assert verdict == "SpoolFull"
     assert 0 < int(accepted) < 10_000
+
+
+@pytest.mark.allow_sealog_errors
+def test_spool_is_fsynced_during_an_outage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the store is down the writer keeps fsyncing the spool (the power-cut bound)."""
+    import os
+    import time
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    log = AuditLog(unreachable(tmp_path), spool_dir=tmp_path / "spool", writer="thread")
+    try:
+        log.emit(tenant_id="acme", action="test.fsync")
+        deadline = time.monotonic() + 10
+        while not synced:
+            assert time.monotonic() < deadline, "no fsync while the store was down"
+            log.flush(0.1)
+        assert log.stats()["stored"] == 0
+    finally:
+        log.close(timeout=0.2)

@@ -234,10 +234,18 @@ class Writer:
                 self._log_failure(exc)
                 if self._abandoned():
                     return False
-                wait = min(random.uniform(0, delay), self._abandon_at - time.monotonic())
-                self._wake.wait(max(wait, 0.0))
-                self._wake.clear()
+                self._pause(min(random.uniform(0, delay), self._abandon_at - time.monotonic()))
                 delay = min(delay * 2, BACKOFF_CAP)
+
+    def _pause(self, seconds: float) -> None:
+        """Back off, still fsyncing the spool every FSYNC_EVERY: an outage is when it matters."""
+        deadline = time.monotonic() + seconds
+        while True:
+            self.spool.sync()
+            left = deadline - time.monotonic()
+            if left <= 0 or self._wake.wait(min(left, FSYNC_EVERY)):
+                self._wake.clear()
+                return
 
     def _log_failure(self, exc: Exception) -> None:
         now = time.monotonic()
