@@ -1,0 +1,162 @@
+"""PostgreSQL: sealed throughput against bare COPY and naive INSERTs; query latency at 1M rows.
+
+One server (Debian's PostgreSQL, fsync on, loopback), one run:
+(a) N events emitted through AuditLog and flushed (sealed, COPY, idempotent) against
+    psycopg COPY of the very same rows into a fresh database with the same schema, in
+    the same batch size, without sealing: bar >= 0.5, goal >= 0.8;
+(b) sealog against the naive way, one autocommit INSERT per event: bar >= 10x, goal >= 15x;
+(c) median latency of one tenant's events of one action over the last day, 100 newest,
+    through PostgresStore.query, in a table of 1,000,000 events across 20 tenants: bar <= 20 ms.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from msgspec.structs import astuple
+from psycopg import sql
+
+from common import Bar, event_kwargs, header, parser, table, temp_dir, verdict
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.fixtures.pgserver import PgServer, remove_server, start_server
+
+from sealog import AuditLog
+from sealog.chain import SCALAR_FIELDS, seal
+from sealog.event import FIELDS, Event
+from sealog.stores.base import Query
+from sealog.stores.postgres import PostgresStore
+
+BATCH = 2000
+
+
+def sealed_rows(events: list[Event]) -> list[tuple[Any, ...]]:
+    now = "2026-01-01T00:00:00.000000Z"
+    return [(*astuple(s.event)[: len(SCALAR_FIELDS)], *(raw.decode() for raw in s.json.values()),
+             s.seq, s.prev_hash, s.hash, now) for s in seal(events, {})]
+
+
+def fresh_db(server: PgServer, name: str) -> str:
+    url = server.create_database(name)
+    PostgresStore(url).migrate()
+    return url
+
+
+def run_sealog(url: str, spool: Path, n: int) -> tuple[float, list[Event]]:
+    with AuditLog(url, spool_dir=spool) as log:
+        assert log.flush(60)  # writer process started and migrated before the clock runs
+        started = time.perf_counter()
+        for i in range(n):
+            log.emit(**event_kwargs(i))
+        assert log.flush(600)
+        elapsed = time.perf_counter() - started
+        events = [e for t in ("acme", "globex", "initech", "umbrella") for e in log.iter_events(t)]
+    return n / elapsed, events
+
+
+def run_copy(url: str, rows: list[tuple[Any, ...]]) -> float:
+    columns = sql.SQL(", ").join(sql.Identifier(f) for f in FIELDS)
+    with psycopg.connect(url) as conn:
+        started = time.perf_counter()
+        for start in range(0, len(rows), BATCH):
+            with conn.transaction(), conn.cursor() as cur, \
+                    cur.copy(sql.SQL("COPY sealog_events ({}) FROM STDIN").format(columns)) as copy:
+                for row in rows[start:start + BATCH]:
+                    copy.write_row(row)
+        return len(rows) / (time.perf_counter() - started)
+
+
+def run_naive(url: str, rows: list[tuple[Any, ...]]) -> float:
+    insert = sql.SQL("INSERT INTO sealog_events ({}) VALUES ({})").format(
+        sql.SQL(", ").join(sql.Identifier(f) for f in FIELDS), sql.SQL(", ").join(sql.Placeholder() * len(FIELDS)))
+    with psycopg.connect(url, autocommit=True) as conn:
+        started = time.perf_counter()
+        for row in rows:
+            conn.execute(insert, row)
+        return len(rows) / (time.perf_counter() - started)
+
+
+def big_table_rows(total: int, tenants: int) -> Iterator[list[tuple[Any, ...]]]:
+    """Realistic sealed rows spread over the last 30 days, in chunks."""
+    now = datetime.now(UTC)
+    heads: dict[str, tuple[int, str]] = {}
+    for start in range(0, total, 20_000):
+        chunk = []
+        for i in range(start, min(total, start + 20_000)):
+            when = now - timedelta(seconds=(total - i) * 30 * 86400 / total)
+            chunk.append(Event(event_id=f"b-{i}", tenant_id=f"tenant-{i % tenants}",
+                               action=("auth.login", "data.export", "content.publish", "tool.call")[(i // tenants) % 4],
+                               occurred_at=when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), actor_type="user",
+                               actor_id=f"u-{i % 500}", metadata={"i": i, "method": "sso"}))
+        recorded = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        yield [(*astuple(s.event)[: len(SCALAR_FIELDS)], *(raw.decode() for raw in s.json.values()),
+                s.seq, s.prev_hash, s.hash, recorded) for s in seal(chunk, heads)]
+
+
+def query_latency(server: PgServer, total: int, samples: int) -> float:
+    url = fresh_db(server, "big")
+    columns = sql.SQL(", ").join(sql.Identifier(f) for f in FIELDS)
+    with psycopg.connect(url) as conn:
+        for chunk in big_table_rows(total, 20):
+            with conn.transaction(), conn.cursor() as cur, \
+                    cur.copy(sql.SQL("COPY sealog_events ({}) FROM STDIN").format(columns)) as copy:
+                for row in chunk:
+                    copy.write_row(row)
+        conn.execute("ANALYZE sealog_events")
+        conn.commit()
+    store = PostgresStore(url)
+    since = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    timings = []
+    try:
+        for i in range(samples + 5):
+            started = time.perf_counter()
+            page = store.query(Query(tenant_id=f"tenant-{i % 20}", action="data.export", since=since, limit=100))
+            if i >= 5:
+                timings.append((time.perf_counter() - started) * 1000)
+            assert page.events
+    finally:
+        store.close()
+    return statistics.median(timings)
+
+
+def main() -> int:
+    args = parser(__doc__).parse_args()
+    n = 5_000 if args.quick else 50_000
+    naive_n = 1_000 if args.quick else 5_000
+    big = 50_000 if args.quick else 1_000_000
+    header("PostgreSQL store", args.quick, events=n, naive_events=naive_n, query_table=big, batch=BATCH)
+    server = start_server(fsync=True)
+    try:
+        with temp_dir() as tmp:
+            sealog_rates, copy_rates = [], []
+            rows: list[tuple[Any, ...]] = []
+            for round_no in range(2):
+                rate, events = run_sealog(fresh_db(server, f"s{round_no}"), tmp / f"spool{round_no}", n)
+                sealog_rates.append(rate)
+                rows = sealed_rows(events)
+                copy_rates.append(run_copy(fresh_db(server, f"c{round_no}"), rows))
+            naive = run_naive(fresh_db(server, "naive"), rows[:naive_n])
+        latency = query_latency(server, big, 50)
+    finally:
+        remove_server(server)
+    sealog_rate, copy_rate = max(sealog_rates), max(copy_rates)
+    table(("path", "events/s"), [("sealog emit -> sealed rows (best of 2)", sealog_rate),
+                                 ("psycopg COPY, no sealing (best of 2)", copy_rate),
+                                 ("one INSERT per event, autocommit", naive)])
+    table(("query", "median ms"), [(f"one tenant, one action, last day, of {big:,} events", latency)])
+    return verdict([
+        Bar("sealog / COPY", sealog_rate / copy_rate, 0.5, 0.8, True),
+        Bar("sealog / naive INSERT", sealog_rate / naive, 10, 15, True),
+        Bar("query median ms", latency, 20, None, False),
+    ], args.check)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
