@@ -42,7 +42,11 @@ class Sealed(NamedTuple):
 
 def seal(events: Iterable[Event], heads: dict[str, tuple[int, str]]) -> list[Sealed]:
     """Extend each tenant's chain; ``heads`` maps tenant to (seq, hash) and is updated."""
-    sealed = []
+    return list(sealing(events, heads))
+
+
+def sealing(events: Iterable[Event], heads: dict[str, tuple[int, str]]) -> Iterator[Sealed]:
+    """``seal`` one event at a time, for stores that stream rows while the next are hashed."""
     n_scalar = len(SCALAR_FIELDS)
     for event in events:
         values = astuple(event)  # scalars, then the JSON fields (asserted above)
@@ -53,8 +57,7 @@ def seal(events: Iterable[Event], heads: dict[str, tuple[int, str]]) -> list[Sea
         seq, prev = heads.get(event.tenant_id, (0, GENESIS))
         digest = link(prev, canonical_row(ordered))
         heads[event.tenant_id] = (seq + 1, digest)
-        sealed.append(Sealed(event, raw, seq + 1, prev, digest))
-    return sealed
+        yield Sealed(event, raw, seq + 1, prev, digest)
 
 
 _SORTED_AT: Final = tuple(FIELDS.index(name) for name in SORTED_FIELDS)

@@ -106,7 +106,7 @@ def test_writer_role_cannot_update_delete_or_truncate(pg_url: str, tmp_path: Pat
     with psycopg.connect(writer_url, autocommit=True) as conn:
         for statement in ("UPDATE sealog_events SET actor_id = 'x'", "DELETE FROM sealog_events",
                           "TRUNCATE sealog_events", "DROP TABLE sealog_events",
-                          "UPDATE sealog_event_ids SET seq = 0"):
+                          "UPDATE sealog_event_ids SET tenant_id = 'x'"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
     reader_url = pg_url.replace("sealog_admin@", "sealog_reader:r-pass@")

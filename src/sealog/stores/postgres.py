@@ -16,12 +16,13 @@ from typing import Any, Final, TypeVar
 import psycopg
 from msgspec.structs import astuple
 from psycopg import sql
+from psycopg.copy import QueuedLibpqWriter
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .. import patterns, timefmt
 from ..canonical import SORTED_FIELDS, canonical_row, canonical_value
-from ..chain import SCALAR_FIELDS, CanonicalRow, VerifyReport, seal, verify_chain
+from ..chain import SCALAR_FIELDS, CanonicalRow, VerifyReport, sealing, verify_chain
 from ..errors import StoreUnavailable
 from ..event import FIELDS, JSON_FIELDS, MAX_SAFE_INT, Event
 from . import migrations
@@ -31,6 +32,8 @@ T = TypeVar("T")
 _TIME = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 _TIME_FIELDS: Final = ("occurred_at", "recorded_at")
 _N_CONTENT: Final = len(SCALAR_FIELDS)
+_COPY_EVENTS: Final = sql.SQL("COPY sealog_events ({}) FROM STDIN").format(
+    sql.SQL(", ").join(sql.Identifier(f) for f in FIELDS))
 _MIGRATION_LOCK: Final = 0x5EA1_0600  # any constant: pg_advisory_xact_lock serialises `init`s
 
 
@@ -140,6 +143,7 @@ class PostgresStore:
         if not events:
             return 0
         tenants = sorted({e.tenant_id for e in events})
+        unique = list({e.event_id: e for e in reversed(events)}.values())[::-1]  # first wins
         with self._connection() as conn, conn.transaction():
             conn.execute(
                 "INSERT INTO sealog_chain_heads (tenant_id, seq, hash) SELECT t, 0, repeat('0', 64) "
@@ -147,23 +151,19 @@ class PostgresStore:
             heads = {t: (s, h) for t, s, h in conn.execute(
                 "SELECT tenant_id, seq, hash FROM sealog_chain_heads WHERE tenant_id = ANY(%s) "
                 "ORDER BY tenant_id FOR UPDATE", (tenants,))}
-            known = {row[0] for row in conn.execute(
-                "SELECT event_id FROM sealog_event_ids WHERE event_id = ANY(%s)",
-                ([e.event_id for e in events],))}
-            fresh = []
-            for event in events:
-                if event.event_id not in known:
-                    known.add(event.event_id)
-                    fresh.append(event)
+            # Under the tenant locks, so a concurrent replay of the same ids waits for us.
+            new = {row[0] for row in conn.execute(
+                "INSERT INTO sealog_event_ids (event_id, tenant_id) "
+                "SELECT * FROM unnest(%s::text[], %s::text[]) ON CONFLICT (event_id) DO NOTHING "
+                "RETURNING event_id",
+                ([e.event_id for e in unique], [e.tenant_id for e in unique]))}
+            fresh = [e for e in unique if e.event_id in new]
             recorded_at = timefmt.now()
             with conn.cursor() as cur:
-                sealed = seal(fresh, heads)
-                with cur.copy("COPY sealog_event_ids (event_id, tenant_id, seq) FROM STDIN") as copy:
-                    for s in sealed:
-                        copy.write_row((s.event.event_id, s.event.tenant_id, s.seq))
-                with cur.copy(sql.SQL("COPY sealog_events ({}) FROM STDIN").format(
-                        sql.SQL(", ").join(sql.Identifier(f) for f in FIELDS))) as copy:
-                    for s in sealed:
+                # Rows are sealed as COPY streams them, and a writer thread sends them, so the
+                # server inserts and indexes while Python hashes the next ones.
+                with cur.copy(_COPY_EVENTS, writer=QueuedLibpqWriter(cur)) as copy:
+                    for s in sealing(fresh, heads):
                         copy.write_row((*astuple(s.event)[:_N_CONTENT],
                                         *(raw.decode() for raw in s.json.values()),
                                         s.seq, s.prev_hash, s.hash, recorded_at))

@@ -40,12 +40,11 @@ CREATE INDEX sealog_events_request ON sealog_events (request_id) WHERE request_i
 CREATE INDEX sealog_events_correlation ON sealog_events (correlation_id) WHERE correlation_id IS NOT NULL;
 
 -- One row per event ever stored: the global idempotency key (a unique index on a partitioned
--- table would have to include occurred_at) and the guarantee that a seq is used once.
+-- table would have to include occurred_at). Inserted first, ON CONFLICT DO NOTHING, it tells
+-- the batch which events are new before any seq is spent.
 CREATE TABLE sealog_event_ids (
-    event_id  text   PRIMARY KEY,
-    tenant_id text   NOT NULL,
-    seq       bigint NOT NULL,
-    UNIQUE (tenant_id, seq)
+    event_id  text PRIMARY KEY,
+    tenant_id text NOT NULL
 );
 
 -- Each tenant's chain head, locked (FOR UPDATE) by the transaction that extends the chain.
