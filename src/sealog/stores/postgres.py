@@ -151,13 +151,7 @@ class PostgresStore:
             heads = {t: (s, h) for t, s, h in conn.execute(
                 "SELECT tenant_id, seq, hash FROM sealog_chain_heads WHERE tenant_id = ANY(%s) "
                 "ORDER BY tenant_id FOR UPDATE", (tenants,))}
-            # Under the tenant locks, so a concurrent replay of the same ids waits for us.
-            new = {row[0] for row in conn.execute(
-                "INSERT INTO sealog_event_ids (event_id, tenant_id) "
-                "SELECT * FROM unnest(%s::text[], %s::text[]) ON CONFLICT (event_id) DO NOTHING "
-                "RETURNING event_id",
-                ([e.event_id for e in unique], [e.tenant_id for e in unique]))}
-            fresh = [e for e in unique if e.event_id in new]
+            fresh = self._claim_ids(conn, unique)
             recorded_at = timefmt.now()
             with conn.cursor() as cur:
                 # Rows are sealed as COPY streams them, and a writer thread sends them, so the
@@ -170,6 +164,28 @@ class PostgresStore:
                 cur.executemany("UPDATE sealog_chain_heads SET seq = %s, hash = %s WHERE tenant_id = %s",
                                 [(seq, digest, tenant) for tenant, (seq, digest) in heads.items()])
             return len(fresh)
+
+    @staticmethod
+    def _claim_ids(conn: psycopg.Connection[Any], events: list[Event]) -> list[Event]:
+        """Record the batch's event_ids; return the events whose ids were new.
+
+        Replays are rare (after a crash), so COPY them all first, in a savepoint; only when
+        the primary key reports a known id, insert one by one ON CONFLICT DO NOTHING. Runs
+        under the tenant locks, so a concurrent replay of the same ids waits for us.
+        """
+        try:
+            with conn.transaction(), conn.cursor() as cur, \
+                    cur.copy("COPY sealog_event_ids (event_id, tenant_id) FROM STDIN") as copy:
+                for event in events:
+                    copy.write_row((event.event_id, event.tenant_id))
+            return events
+        except psycopg.errors.UniqueViolation:
+            pass
+        new = {row[0] for row in conn.execute(
+            "INSERT INTO sealog_event_ids (event_id, tenant_id) "
+            "SELECT * FROM unnest(%s::text[], %s::text[]) ON CONFLICT (event_id) DO NOTHING "
+            "RETURNING event_id", ([e.event_id for e in events], [e.tenant_id for e in events]))}
+        return [e for e in events if e.event_id in new]
 
     # -- reads -----------------------------------------------------------------------
 
