@@ -10,7 +10,7 @@ import pytest
 
 from sealog import AuditLog
 
-pytest_plugins = ["tests.fixtures.postgres"]
+pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.rabbitmq"]
 
 
 @pytest.fixture

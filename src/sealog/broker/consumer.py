@@ -1,0 +1,329 @@
+"""Broker to store: the one consumer that writes, acking only what the store committed.
+
+The order per batch is the whole design: dead-letter the poison messages (confirmed by
+the broker), write the good events in one store transaction, then ack the batch with
+``multiple=True``. A crash anywhere before the ack makes the broker redeliver, and the
+store's idempotent insert (on event_id, derived from the body when a message has none)
+turns the redelivery into nothing. A message that cannot become an event is acked only
+after its copy, with the reason in ``x-sealog-reason``, is safe in the dead-letter queue,
+so one bad body can neither be lost nor loop forever.
+
+pika's blocking API fits: one process, one thread, one connection with two channels
+(consume; confirmed dead-letter publishes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Final, NamedTuple
+
+from .. import timefmt
+from ..errors import StoreUnavailable
+from ..event import Event
+from ..stores import Store
+from .envelopes import Poison, to_event
+from .publisher import connection_parameters
+
+log = logging.getLogger("sealog")
+
+REASON_HEADER: Final = "x-sealog-reason"
+BACKOFF_START: Final = 0.1
+BACKOFF_CAP: Final = 5.0
+STOP_POLL: Final = 0.2
+"""How often an idle consumer looks at the stop flag: the bound on SIGTERM latency."""
+
+
+class BrokerUnavailable(Exception):
+    """The broker cannot be reached or refused the connection at start."""
+
+
+class TopologyConflict(Exception):
+    """The broker refused a declaration (an existing queue or exchange differs)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    broker: str
+    exchange: str
+    queue: str
+    bindings: tuple[str, ...]
+    dead_letter: str
+    default_tenant: str | None = None
+    batch_size: int = 500
+    batch_delay: float = 0.05
+    """Seconds a partial batch waits for more messages before it is written."""
+    prefetch: int = 1000
+    stats_file: Path | None = None
+    stats_interval: float = 30.0
+
+
+@dataclass
+class Counts:
+    """The health signal: logged every interval and written to the stats file."""
+
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+    reconnects: int = 0
+    store_retries: int = 0
+    state: str = "starting"
+    last_error: str | None = None
+    last_batch_at: str | None = None
+    started_at: str = field(default_factory=timefmt.now)
+
+
+class Delivery(NamedTuple):
+    tag: int
+    routing_key: str
+    exchange: str
+    properties: Any
+    body: bytes
+
+
+def _broker_errors() -> tuple[type[BaseException], ...]:
+    import pika.exceptions
+
+    return (pika.exceptions.AMQPError, OSError)
+
+
+class Consumer:
+    """Consumes one queue into one store until ``stop()``; reconnects after broker restarts."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.counts = Counts()
+        self._stopping = False
+        self._conn: Any = None
+        self._channel: Any = None
+        self._dl_channel: Any = None
+        self._pending: list[Delivery] = []
+        self._first_at = 0.0
+        self._last_report = time.monotonic()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Safe from a signal handler: the loop finishes the batch in hand, then returns."""
+        self._stopping = True
+
+    def connect(self) -> None:
+        """Connect and declare the topology; BrokerUnavailable or TopologyConflict at once."""
+        import pika
+        import pika.exceptions
+
+        try:
+            self._conn = pika.BlockingConnection(connection_parameters(self.settings.broker))
+        except pika.exceptions.AMQPError as exc:
+            raise BrokerUnavailable(f"cannot reach the broker {self._where}: {exc!r}") from exc
+        try:
+            self._declare()
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            self._close_connection()
+            raise TopologyConflict(f"the broker refused a declaration: {exc.reply_text}") from exc
+        except pika.exceptions.AMQPError as exc:
+            self._close_connection()
+            raise BrokerUnavailable(f"broker {self._where}: {exc!r}") from exc
+        self.counts.state = "consuming"
+
+    def run(self) -> None:
+        """Consume until stopped; a lost connection is re-established with backoff."""
+        errors = _broker_errors()
+        while not self._stopping:
+            try:
+                if self._conn is None:
+                    self._reconnect()
+                    continue
+                self._consume()
+            except errors as exc:
+                self._lost(exc)
+        self._close_connection()
+        self.counts.state = "stopped"
+        self.report()
+
+    # -- topology ----------------------------------------------------------------------
+
+    def _declare(self) -> None:
+        s = self.settings
+        channel = self._conn.channel()
+        channel.exchange_declare(s.exchange, exchange_type="topic", durable=True)
+        channel.exchange_declare(s.dead_letter, exchange_type="fanout", durable=True)
+        channel.queue_declare(s.dead_letter, durable=True)
+        channel.queue_bind(s.dead_letter, s.dead_letter)
+        # The queue's own dead-letter exchange catches what an operator rejects or expires.
+        channel.queue_declare(s.queue, durable=True, arguments={"x-dead-letter-exchange": s.dead_letter})
+        for pattern in s.bindings:
+            channel.queue_bind(s.queue, s.exchange, routing_key=pattern)
+        channel.basic_qos(prefetch_count=s.prefetch)
+        dl_channel = self._conn.channel()
+        dl_channel.confirm_delivery()
+        channel.basic_consume(s.queue, self._on_message, auto_ack=False)
+        self._channel, self._dl_channel = channel, dl_channel
+
+    def _on_message(self, _channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        if not self._pending:
+            self._first_at = time.monotonic()
+        self._pending.append(Delivery(method.delivery_tag, method.routing_key, method.exchange,
+                                      properties, body))
+        self.counts.received += 1
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def _consume(self) -> None:
+        s = self.settings
+        while True:
+            if self._stopping:
+                self._flush()  # the batch in hand; unread prefetched messages return to the queue
+                return
+            wait = STOP_POLL
+            if self._pending:
+                wait = max(0.0, min(wait, self._first_at + s.batch_delay - time.monotonic()))
+            self._conn.process_data_events(time_limit=wait)
+            if self._pending and (len(self._pending) >= s.batch_size
+                                  or time.monotonic() - self._first_at >= s.batch_delay):
+                self._flush()
+            if time.monotonic() - self._last_report >= s.stats_interval:
+                self.report()
+
+    def _flush(self) -> None:
+        """Dead-letter the poison, store the rest in one transaction, then ack everything."""
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        good: list[tuple[Delivery, Event]] = []
+        for delivery in batch:
+            try:
+                event = to_event(delivery.body, default_tenant=self.settings.default_tenant,
+                                 message_id=delivery.properties.message_id)
+            except Poison as exc:
+                self._dead_letter(delivery, str(exc))
+                continue
+            good.append((delivery, event))
+        if not self._store(good):
+            return  # stopping during a store outage: unacked, so the broker redelivers them
+        self._channel.basic_ack(batch[-1].tag, multiple=True)
+        self.counts.batches += 1
+        self.counts.last_batch_at = timefmt.now()
+
+    def _store(self, pairs: Sequence[tuple[Delivery, Event]]) -> bool:
+        """Write; retry outages, isolate an event the store refuses. False if given up at stop."""
+        if not pairs:
+            return True
+        delay = BACKOFF_START
+        while True:
+            try:
+                added = self.store.write([event for _, event in pairs])
+            except StoreUnavailable as exc:
+                self.counts.store_retries += 1
+                self._note_error(f"store unavailable: {exc}", first=self.counts.store_retries == 1)
+                if self._stopping:
+                    log.warning("sealog consume: stopping while the store is down; "
+                                "%d messages stay in the queue", len(pairs))
+                    return False
+                self._conn.sleep(random.uniform(delay / 2, delay))  # keeps heartbeats flowing
+                delay = min(delay * 2, BACKOFF_CAP)
+                continue
+            except Exception as exc:  # not an outage: a bad event is in the batch
+                if len(pairs) == 1:
+                    self._dead_letter(pairs[0][0], f"the store refused it: {type(exc).__name__}: {exc}")
+                    return True
+                middle = len(pairs) // 2
+                return self._store(pairs[:middle]) and self._store(pairs[middle:])
+            self.counts.stored += added
+            self.counts.duplicates += len(pairs) - added
+            return True
+
+    def _dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Publish a copy with the reason, confirmed, before the original is acked."""
+        import pika
+
+        props = delivery.properties
+        headers = {**(props.headers or {}), REASON_HEADER: reason[:1000],
+                   "x-sealog-queue": self.settings.queue, "x-sealog-exchange": delivery.exchange,
+                   "x-sealog-routing-key": delivery.routing_key}
+        copy = pika.BasicProperties(
+            content_type=props.content_type, content_encoding=props.content_encoding,
+            headers=headers, delivery_mode=2, message_id=props.message_id,
+            correlation_id=props.correlation_id, timestamp=props.timestamp, type=props.type,
+            app_id=props.app_id)
+        self._dl_channel.basic_publish(self.settings.dead_letter, delivery.routing_key, delivery.body, copy)
+        self.counts.dead_lettered += 1
+        log.warning("sealog consume: dead-lettered a message (routing key %r): %s",
+                    delivery.routing_key, reason)
+
+    # -- outages -----------------------------------------------------------------------
+
+    def _lost(self, exc: BaseException) -> None:
+        self._pending.clear()  # unacked: the broker redelivers them to whoever consumes next
+        self._close_connection()
+        self.counts.state = "reconnecting"
+        self._note_error(f"broker connection lost: {type(exc).__name__}: {exc}", first=True)
+
+    def _reconnect(self) -> None:
+        delay = BACKOFF_START
+        started = time.monotonic()
+        while not self._stopping:
+            try:
+                self.connect()
+            except (BrokerUnavailable, TopologyConflict) as exc:
+                self.counts.last_error = str(exc)
+                self._sleep(random.uniform(delay / 2, delay))
+                delay = min(delay * 2, BACKOFF_CAP)
+                continue
+            self.counts.reconnects += 1
+            log.warning("sealog consume: reconnected to the broker after %.1f s", time.monotonic() - started)
+            return
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stopping and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, STOP_POLL))  # a signal does not cut a sleep short (PEP 475)
+
+    def _close_connection(self) -> None:
+        conn, self._conn, self._channel, self._dl_channel = self._conn, None, None, None
+        if conn is not None and conn.is_open:
+            try:
+                conn.close()
+            except Exception as exc:  # already broken: nothing left to release
+                log.debug("sealog consume: closing the connection failed: %r", exc)
+
+    def _note_error(self, message: str, *, first: bool) -> None:
+        self.counts.last_error = message
+        if first:  # one line per outage, not one per retry
+            log.warning("sealog consume: %s", message)
+
+    @property
+    def _where(self) -> str:
+        return self.settings.broker.rpartition("@")[2]
+
+    # -- health ------------------------------------------------------------------------
+
+    def report(self) -> None:
+        """Log one line of counts and rewrite the stats file (atomically: tmp, then rename)."""
+        self._last_report = time.monotonic()
+        c = self.counts
+        log.info("sealog consume: %s queue=%s received=%d stored=%d duplicates=%d dead_lettered=%d "
+                 "batches=%d reconnects=%d store_retries=%d", c.state, self.settings.queue, c.received,
+                 c.stored, c.duplicates, c.dead_lettered, c.batches, c.reconnects, c.store_retries)
+        path = self.settings.stats_file
+        if path is None:
+            return
+        record = {"pid": os.getpid(), "queue": self.settings.queue, "exchange": self.settings.exchange,
+                  "bindings": list(self.settings.bindings), "broker": self._where,
+                  "updated_at": timefmt.now(), **asdict(c)}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps(record, indent=1) + "\n")
+            tmp.replace(path)
+        except OSError as exc:
+            log.warning("sealog consume: cannot write the stats file %s: %s", path, exc)
