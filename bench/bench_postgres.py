@@ -33,8 +33,9 @@ from sealog.chain import SCALAR_FIELDS, seal
 from sealog.event import FIELDS, Event
 from sealog.stores.base import Query
 from sealog.stores.postgres import PostgresStore
+from sealog.writer import MAX_BATCH
 
-BATCH = 2000
+BATCH = MAX_BATCH  # the baseline copies in the batch size the writer uses
 
 
 def sealed_rows(events: list[Event]) -> list[tuple[Any, ...]]:

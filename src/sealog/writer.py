@@ -24,7 +24,7 @@ from .spool import Spool
 
 log = logging.getLogger("sealog")
 
-MAX_BATCH: Final = 2000
+MAX_BATCH: Final = 5000
 BACKOFF_START: Final = 0.05
 BACKOFF_CAP: Final = 5.0
 ORPHAN_SCAN_EVERY: Final = 5.0
