@@ -2,8 +2,8 @@
 
 Tables are prefixed ``sealog_`` because they live beside the application's own. A batch
 is sealed in one transaction: the tenants' chain heads are locked ``FOR UPDATE`` in a
-fixed order (so writers on many hosts extend one chain and never deadlock), known
-event_ids are skipped, and the rest go in with COPY.
+fixed order (so writers on many hosts extend one chain and never deadlock), the events
+are sealed as COPY streams them, and a replay (known event_ids) is redone without them.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ class PostgresStore:
     def create_roles(self, writer: str, writer_password: str | None,
                      reader: str, reader_password: str | None) -> None:
         """The writer may INSERT and SELECT events (and move chain heads); the reader SELECT only."""
-        tables = ["sealog_events", "sealog_event_ids", "sealog_chain_heads", "sealog_migrations"]
+        tables = ["sealog_events", "sealog_chain_heads", "sealog_migrations"]
         with self._connection() as conn, conn.transaction():
             for role, password in ((writer, writer_password), (reader, reader_password)):
                 exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
@@ -130,7 +130,7 @@ class PostgresStore:
             names = sql.SQL(", ").join(sql.Identifier(t) for t in tables)
             conn.execute(sql.SQL("GRANT SELECT ON {} TO {}, {}").format(
                 names, sql.Identifier(writer), sql.Identifier(reader)))
-            conn.execute(sql.SQL("GRANT INSERT ON sealog_events, sealog_event_ids, sealog_chain_heads TO {}")
+            conn.execute(sql.SQL("GRANT INSERT ON sealog_events, sealog_chain_heads TO {}")
                          .format(sql.Identifier(writer)))
             # Moving a chain head is an UPDATE; the events themselves never are.
             conn.execute(sql.SQL("GRANT UPDATE ON sealog_chain_heads TO {}").format(sql.Identifier(writer)))
@@ -151,41 +151,38 @@ class PostgresStore:
             heads = {t: (s, h) for t, s, h in conn.execute(
                 "SELECT tenant_id, seq, hash FROM sealog_chain_heads WHERE tenant_id = ANY(%s) "
                 "ORDER BY tenant_id FOR UPDATE", (tenants,))}
-            fresh = self._claim_ids(conn, unique)
-            recorded_at = timefmt.now()
+            # Replays are rare (after a crash): try the batch as all new; only when the unique
+            # index reports a known event_id, look the known ones up and seal the rest.
+            # The tenant locks make a concurrent replay of the same ids wait for us.
+            try:
+                with conn.transaction():
+                    self._copy(conn, unique, dict(heads), heads)
+                fresh = unique
+            except psycopg.errors.UniqueViolation:
+                known = {row[0] for row in conn.execute(
+                    "SELECT event_id FROM sealog_events WHERE event_id = ANY(%s)",
+                    ([e.event_id for e in unique],))}
+                fresh = [e for e in unique if e.event_id not in known]
+                self._copy(conn, fresh, dict(heads), heads)
             with conn.cursor() as cur:
-                # Rows are sealed as COPY streams them, and a writer thread sends them, so the
-                # server inserts and indexes while Python hashes the next ones.
-                with cur.copy(_COPY_EVENTS, writer=QueuedLibpqWriter(cur)) as copy:
-                    for s in sealing(fresh, heads):
-                        copy.write_row((*astuple(s.event)[:_N_CONTENT],
-                                        *(raw.decode() for raw in s.json.values()),
-                                        s.seq, s.prev_hash, s.hash, recorded_at))
                 cur.executemany("UPDATE sealog_chain_heads SET seq = %s, hash = %s WHERE tenant_id = %s",
                                 [(seq, digest, tenant) for tenant, (seq, digest) in heads.items()])
             return len(fresh)
 
     @staticmethod
-    def _claim_ids(conn: psycopg.Connection[Any], events: list[Event]) -> list[Event]:
-        """Record the batch's event_ids; return the events whose ids were new.
+    def _copy(conn: psycopg.Connection[Any], events: list[Event], start: dict[str, tuple[int, str]],
+              heads: dict[str, tuple[int, str]]) -> None:
+        """Seal from ``start`` while COPY streams the rows; on success ``heads`` is the new head.
 
-        Replays are rare (after a crash), so COPY them all first, in a savepoint; only when
-        the primary key reports a known id, insert one by one ON CONFLICT DO NOTHING. Runs
-        under the tenant locks, so a concurrent replay of the same ids waits for us.
+        A writer thread sends the rows, so the server inserts and indexes while Python
+        hashes the next ones.
         """
-        try:
-            with conn.transaction(), conn.cursor() as cur, \
-                    cur.copy("COPY sealog_event_ids (event_id, tenant_id) FROM STDIN") as copy:
-                for event in events:
-                    copy.write_row((event.event_id, event.tenant_id))
-            return events
-        except psycopg.errors.UniqueViolation:
-            pass
-        new = {row[0] for row in conn.execute(
-            "INSERT INTO sealog_event_ids (event_id, tenant_id) "
-            "SELECT * FROM unnest(%s::text[], %s::text[]) ON CONFLICT (event_id) DO NOTHING "
-            "RETURNING event_id", ([e.event_id for e in events], [e.tenant_id for e in events]))}
-        return [e for e in events if e.event_id in new]
+        recorded_at = timefmt.now()
+        with conn.cursor() as cur, cur.copy(_COPY_EVENTS, writer=QueuedLibpqWriter(cur)) as copy:
+            for s in sealing(events, start):
+                copy.write_row((*astuple(s.event)[:_N_CONTENT], *(raw.decode() for raw in s.json.values()),
+                                s.seq, s.prev_hash, s.hash, recorded_at))
+        heads.update(start)
 
     # -- reads -----------------------------------------------------------------------
 

@@ -32,20 +32,15 @@ CREATE TABLE sealog_events (
 
 CREATE TABLE sealog_events_default PARTITION OF sealog_events DEFAULT;
 
+-- The idempotency key. A unique index on a partitioned table must hold the partition key;
+-- an event's occurred_at never changes, so a replay always collides here.
+CREATE UNIQUE INDEX sealog_events_event_id ON sealog_events (event_id, occurred_at);
 CREATE INDEX sealog_events_tenant_time ON sealog_events (tenant_id, occurred_at, seq);
 CREATE INDEX sealog_events_tenant_action ON sealog_events (tenant_id, action, occurred_at);
 CREATE INDEX sealog_events_tenant_actor ON sealog_events (tenant_id, actor_id, occurred_at);
 CREATE INDEX sealog_events_tenant_seq ON sealog_events (tenant_id, seq);
 CREATE INDEX sealog_events_request ON sealog_events (request_id) WHERE request_id IS NOT NULL;
 CREATE INDEX sealog_events_correlation ON sealog_events (correlation_id) WHERE correlation_id IS NOT NULL;
-
--- One row per event ever stored: the global idempotency key (a unique index on a partitioned
--- table would have to include occurred_at). Inserted first, ON CONFLICT DO NOTHING, it tells
--- the batch which events are new before any seq is spent.
-CREATE TABLE sealog_event_ids (
-    event_id  text PRIMARY KEY,
-    tenant_id text NOT NULL
-);
 
 -- Each tenant's chain head, locked (FOR UPDATE) by the transaction that extends the chain.
 CREATE TABLE sealog_chain_heads (
@@ -66,10 +61,6 @@ CREATE TRIGGER sealog_events_append_only BEFORE UPDATE OR DELETE ON sealog_event
 CREATE TRIGGER sealog_events_no_truncate BEFORE TRUNCATE ON sealog_events
     FOR EACH STATEMENT EXECUTE FUNCTION sealog_append_only();
 CREATE TRIGGER sealog_events_default_no_truncate BEFORE TRUNCATE ON sealog_events_default
-    FOR EACH STATEMENT EXECUTE FUNCTION sealog_append_only();
-CREATE TRIGGER sealog_event_ids_append_only BEFORE UPDATE OR DELETE ON sealog_event_ids
-    FOR EACH ROW EXECUTE FUNCTION sealog_append_only();
-CREATE TRIGGER sealog_event_ids_no_truncate BEFORE TRUNCATE ON sealog_event_ids
     FOR EACH STATEMENT EXECUTE FUNCTION sealog_append_only();
 
 -- Monthly partitions from last month to `months_ahead` ahead. SECURITY DEFINER: the writer
