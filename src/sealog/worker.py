@@ -53,6 +53,9 @@ def _one_line(text: str) -> str:
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the application decides when we stop
+    # Hashing runs beside a thread that streams rows to the database (COPY); with the
+    # default 5 ms switch interval the streaming thread waits on the GIL in convoys.
+    sys.setswitchinterval(0.0005)
     logging.basicConfig(level=logging.WARNING, format="sealog writer process: %(message)s")
     sink = open_sink(sys.argv[1:])
     try:
