@@ -14,6 +14,12 @@ class InvalidEvent(SealogError, ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        self.index: int | None = None
+        """The event's position, when it came in a batch."""
+
+    def at(self, index: int) -> InvalidEvent:
+        self.index = index
+        return self
 
 
 class SpoolFull(SealogError):

@@ -151,6 +151,7 @@ class AuditLog(AbstractContextManager["AuditLog"]):
         after: Any = None,
         occurred_at: Any = None,
         event_id: str | None = None,
+        _prepared: list[tuple[Event, bytes]] | None = None,
     ) -> str:
         """Record one event; returns its event_id once it is in the durable spool.
 
@@ -193,6 +194,9 @@ class AuditLog(AbstractContextManager["AuditLog"]):
         if action not in self._actions:
             self._remember(self._actions, check_action(action))
         line = encode(event)
+        if _prepared is not None:  # validate only: emit_prepared() spools the whole batch
+            _prepared.append((event, line))
+            return event.event_id
         if self._closed:
             raise SealogError("this AuditLog is closed")
         self.spool.append(line)
@@ -201,6 +205,42 @@ class AuditLog(AbstractContextManager["AuditLog"]):
             event_log.debug("%s %s", event.action, event.event_id,
                             extra={"sealog_event": event.to_dict()})
         return event.event_id
+
+    def emit_batch(self, batch: list[dict[str, Any]]) -> list[str]:
+        """All or nothing: validate every event first, then spool them all.
+
+        Raises InvalidEvent for the first bad one, with ``.index`` set; nothing is spooled
+        then. The HTTP service uses ``validate_batch`` to report every bad event at once.
+        """
+        prepared = self.validate_batch(batch)
+        bad = next(((i, e) for i, e in enumerate(prepared) if isinstance(e, InvalidEvent)), None)
+        if bad is not None:
+            raise bad[1]
+        return self.spool_prepared(prepared)  # type: ignore[arg-type]
+
+    def validate_batch(self, batch: list[dict[str, Any]]) -> list[tuple[Event, bytes] | InvalidEvent]:
+        """Each event checked and redacted as emit would, but not spooled."""
+        results: list[tuple[Event, bytes] | InvalidEvent] = []
+        for index, fields in enumerate(batch):
+            out: list[tuple[Event, bytes]] = []
+            try:
+                self.emit(**fields, _prepared=out)
+                results.append(out[0])
+            except InvalidEvent as exc:
+                exc.index = index
+                results.append(exc)
+            except TypeError as exc:  # an unknown keyword
+                results.append(InvalidEvent("event", str(exc)).at(index))
+        return results
+
+    def spool_prepared(self, prepared: list[tuple[Event, bytes]]) -> list[str]:
+        """Spool events that validate_batch accepted; returns their ids once all are durable."""
+        if self._closed:
+            raise SealogError("this AuditLog is closed")
+        for _, line in prepared:
+            self.spool.append(line)
+        self._writer.notify()
+        return [event.event_id for event, _ in prepared]
 
     def _remember(self, cache: set[str], value: str) -> None:
         if len(cache) >= _CACHE_LIMIT:

@@ -1,0 +1,1 @@
+"""The HTTP service and the viewer (``sealog serve``, the ``server`` extra)."""

@@ -1,0 +1,58 @@
+"""The ASGI application: API, viewer and one in-process AuditLog (same spool, same sealing)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..errors import StoreUnavailable
+from ..log import AuditLog
+from .api import ENDPOINTS, Api, error_response, openapi
+from .auth import Auth, HTTPError
+from .keys import KeyStore
+from .viewer import Viewer
+
+
+def create_app(log: AuditLog, keys: KeyStore | None = None) -> Starlette:
+    """The service around ``log``; the caller owns the AuditLog and closes it."""
+    keys = keys or KeyStore(log.url)
+    keys.migrate()
+    auth = Auth(keys)
+    api, viewer = Api(log, auth), Viewer(log, auth)
+
+    def bound(handler: Callable[[Api, Request], Any]) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            return await handler(api, request)  # type: ignore[no-any-return]
+        return endpoint
+
+    schema = openapi()
+
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(schema)
+
+    routes = [Route(e.path, bound(e.handler), methods=[e.method]) for e in ENDPOINTS]
+    routes += [
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/", viewer.home, methods=["GET"]),
+        Route("/signin", viewer.signin, methods=["POST"]),
+        Route("/signout", viewer.signout, methods=["POST"]),
+        Route("/events", viewer.events, methods=["GET"]),
+        Route("/events/{event_id}", viewer.event, methods=["GET"]),
+        Route("/verify", viewer.verify, methods=["POST"]),
+    ]
+
+    async def on_error(request: Request, exc: Exception) -> Response:
+        return error_response(exc)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+
+    handlers: dict[Any, Any] = {HTTPError: on_error, ValueError: on_error, StoreUnavailable: on_error}
+    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)

@@ -1,0 +1,96 @@
+"""``sealog serve`` and ``sealog keys``; the web stack is imported only when they run."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..log import resolve_url
+
+
+@click.command()
+@click.option("--url", envvar="SEALOG_URL", default=None, help="Store URL (else SEALOG_URL, else ./sealog.db).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--demo", is_flag=True, help="Seed a demo tenant with events and print a key for it.")
+def serve(url: str | None, host: str, port: int, demo: bool) -> None:
+    """HTTP API and viewer, with the writer in this process."""
+    try:
+        import uvicorn
+
+        from .app import create_app
+    except ImportError as exc:
+        click.echo(f"sealog: `serve` needs the server extra (pip install 'sealog[server]'): {exc}", err=True)
+        sys.exit(2)
+    from ..log import AuditLog
+    from .keys import KeyStore
+
+    log = AuditLog(url)
+    try:
+        keys = KeyStore(log.url)
+        if demo:
+            from ..demo import record_demo
+
+            if not log.flush(30):
+                click.echo(f"sealog: the store is not reachable: {log.stats()['last_error']}", err=True)
+                sys.exit(3)
+            if not any(h.tenant_id == "acme" for h in log._reader().heads()):
+                record_demo(log, 400)
+                log.emit(tenant_id="acme", action="content.publish", actor=("agent", "publisher"),
+                         metadata={"caption": "<script>alert(1)</script> is shown as text"})
+                log.flush(30)
+            _, secret = keys.create("acme", "demo")
+            click.echo(f"demo tenant 'acme', API key: {secret}")
+        click.echo(f"sealog: serving {log.url.split('@')[-1]} on http://{host}:{port}/  (API, viewer, /openapi.json)")
+        uvicorn.run(create_app(log, keys), host=host, port=port, log_level="warning")
+    finally:
+        log.close()
+
+
+@click.group()
+def keys() -> None:
+    """API keys for the service: create, list, revoke."""
+
+
+@keys.command("create")
+@click.option("--url", envvar="SEALOG_URL", default=None)
+@click.option("--tenant", default=None, help="The tenant this key may act for.")
+@click.option("--admin", is_flag=True, help="A key for every tenant.")
+@click.option("--name", default="", help="A label for `keys list`.")
+def create(url: str | None, tenant: str | None, admin: bool, name: str) -> None:
+    """Print a new key once; only its hash is stored."""
+    from .keys import KeyStore
+
+    if admin == bool(tenant):
+        click.echo("sealog: give exactly one of --tenant T or --admin", err=True)
+        sys.exit(2)
+    key, secret = KeyStore(resolve_url(url)).create(None if admin else tenant, name)
+    click.echo(secret)
+    click.echo(f"key id {key.key_id} for {'every tenant' if admin else repr(tenant)}; "
+               "store it now, it is not shown again", err=True)
+
+
+@keys.command("list")
+@click.option("--url", envvar="SEALOG_URL", default=None)
+def list_keys(url: str | None) -> None:
+    """Key ids, scopes and states (never the keys)."""
+    from .keys import KeyStore
+
+    for key in KeyStore(resolve_url(url)).list():
+        scope = "admin" if key.admin else f"tenant {key.tenant_id}"
+        state = f"revoked {key.revoked_at}" if key.revoked_at else "active"
+        click.echo(f"{key.key_id}  {scope}  {key.name or '-'}  created {key.created_at}  {state}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@click.option("--url", envvar="SEALOG_URL", default=None)
+def revoke(key_id: str, url: str | None) -> None:
+    """Stop a key working (within seconds in a running service)."""
+    from .keys import KeyStore
+
+    if not KeyStore(resolve_url(url)).revoke(key_id):
+        click.echo(f"sealog: no active key {key_id!r}", err=True)
+        sys.exit(2)
+    click.echo(f"revoked {key_id}")
