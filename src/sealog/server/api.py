@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import msgspec
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
@@ -113,27 +114,31 @@ class Api:
         items = await self._events_in(request)
         errors: list[FieldError] = []
         batch: list[dict[str, Any]] = []
+        positions: list[int] = []
         for index, item in enumerate(items):
             if not isinstance(item, dict):
                 errors.append(FieldError(index, "event", "must be a JSON object"))
                 continue
             unknown = sorted(set(item) - ACCEPTED_FIELDS)
             errors += [FieldError(index, name, "unknown field") for name in unknown]
+            item = {k: v for k, v in item.items() if k in ACCEPTED_FIELDS}  # still check the rest
             try:
                 item["tenant_id"] = tenant_for(key, item.get("tenant_id"))
             except HTTPError as exc:
                 if exc.status == 403:
                     raise
                 errors.append(FieldError(index, "tenant_id", exc.message))
+                continue
             batch.append(item)
+            positions.append(index)
         prepared: list[tuple[Event, bytes]] = []
-        if not errors:
-            for result in self.log.validate_batch(batch):
-                if isinstance(result, InvalidEvent):
-                    errors.append(FieldError(result.index or 0, result.field, result.message))
-                else:
-                    prepared.append(result)
+        for position, result in zip(positions, self.log.validate_batch(batch), strict=True):
+            if isinstance(result, InvalidEvent):
+                errors.append(FieldError(position, result.field, result.message))
+            else:
+                prepared.append(result)
         if errors:
+            errors.sort(key=lambda e: e.index)
             return json(IngestErrors(errors), 422)
         try:
             ids = self.log.spool_prepared(prepared)
@@ -171,7 +176,7 @@ class Api:
         limit_text = args.pop("limit", "100")
         if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
             raise HTTPError(400, f"limit must be a whole number from 1 to 1000, not {limit_text!r}")
-        page = self.log.query(tenant, limit=int(limit_text), **args)
+        page = await run_in_threadpool(self.log.query, tenant, limit=int(limit_text), **args)
         # to_dict: every contract field, nulls included, as in exports
         return json({"events": [e.to_dict() for e in page.events], "next": page.next})
 
@@ -179,7 +184,8 @@ class Api:
         key = self.auth.bearer(request)
         tenant = key.tenant_id if not key.admin else request.query_params.get("tenant_id")
         event_id = request.path_params["event_id"]
-        event = self.log.get(tenant, event_id) if tenant else self._any_tenant(event_id)
+        event = await run_in_threadpool(
+            lambda: self.log.get(tenant, event_id) if tenant else self._any_tenant(event_id))
         if event is None:  # another tenant's event is "not found" too: never its content
             raise HTTPError(404, f"no event {event_id!r} for this key")
         return json(event.to_dict())
@@ -196,7 +202,7 @@ class Api:
         key = self.auth.bearer(request)
         tenant = tenant_for(key, request.query_params.get("tenant_id")) if not key.admin \
             else request.query_params.get("tenant_id")
-        report = self.log.verify(tenant)
+        report = await run_in_threadpool(self.log.verify, tenant)
         problems = [ProblemOut(p.tenant_id, p.seq, p.kind, p.detail) for p in report.problems]
         return json(VerifyOut(report.ok, report.checked, report.tenants, report.problem_count, problems))
 
