@@ -115,13 +115,13 @@ class Api:
         errors: list[FieldError] = []
         batch: list[dict[str, Any]] = []
         positions: list[int] = []
-        for index, item in enumerate(items):
-            if not isinstance(item, dict):
+        for index, raw in enumerate(items):
+            if not isinstance(raw, dict):
                 errors.append(FieldError(index, "event", "must be a JSON object"))
                 continue
-            unknown = sorted(set(item) - ACCEPTED_FIELDS)
+            unknown = sorted(set(raw) - ACCEPTED_FIELDS)
             errors += [FieldError(index, name, "unknown field") for name in unknown]
-            item = {k: v for k, v in item.items() if k in ACCEPTED_FIELDS}  # still check the rest
+            item = {k: v for k, v in raw.items() if k in ACCEPTED_FIELDS}  # still check the rest
             try:
                 item["tenant_id"] = tenant_for(key, item.get("tenant_id"))
             except HTTPError as exc:
