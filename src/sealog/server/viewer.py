@@ -38,7 +38,7 @@ class Viewer:
         html = _env.get_template(name).render(**context)
         return HTMLResponse(html, status_code=status, headers={
             "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
-            "x-frame-options": "DENY", "referrer-policy": "no-referrer"})
+            "x-frame-options": "DENY", "referrer-policy": "same-origin"})
 
     def _who(self, request: Request) -> tuple[ApiKey, str] | None:
         key = self.auth.session(request)
