@@ -25,6 +25,7 @@ from .errors import StoreUnavailable
 from .event import Event, decode
 
 log = logging.getLogger("sealog")
+_decode_batch = msgspec.json.Decoder(list[Event]).decode
 
 
 class Sink(Protocol):
@@ -66,6 +67,11 @@ class LocalSink:
         self.sink.migrate()
 
     def write_lines(self, lines: list[bytes]) -> Written:
+        try:  # one decode for the whole batch; line by line only to find a bad one
+            events = _decode_batch(b"[" + b",".join(lines) + b"]")
+            return Written(self.sink.write(events) if events else 0, [])
+        except msgspec.DecodeError:
+            pass
         events, rejected = [], []
         for index, line in enumerate(lines):
             try:

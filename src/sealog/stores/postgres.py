@@ -180,7 +180,7 @@ class PostgresStore:
         recorded_at = timefmt.now()
         with conn.cursor() as cur, cur.copy(_COPY_EVENTS, writer=QueuedLibpqWriter(cur)) as copy:
             for s in sealing(events, start):
-                copy.write_row((*astuple(s.event)[:_N_CONTENT], *(raw.decode() for raw in s.json.values()),
+                copy.write_row((*astuple(s.event)[:_N_CONTENT], *map(bytes.decode, s.json.values()),
                                 s.seq, s.prev_hash, s.hash, recorded_at))
         heads.update(start)
 
