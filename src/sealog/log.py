@@ -206,18 +206,6 @@ class AuditLog(AbstractContextManager["AuditLog"]):
                             extra={"sealog_event": event.to_dict()})
         return event.event_id
 
-    def emit_batch(self, batch: list[dict[str, Any]]) -> list[str]:
-        """All or nothing: validate every event first, then spool them all.
-
-        Raises InvalidEvent for the first bad one, with ``.index`` set; nothing is spooled
-        then. The HTTP service uses ``validate_batch`` to report every bad event at once.
-        """
-        prepared = self.validate_batch(batch)
-        bad = next(((i, e) for i, e in enumerate(prepared) if isinstance(e, InvalidEvent)), None)
-        if bad is not None:
-            raise bad[1]
-        return self.spool_prepared(prepared)  # type: ignore[arg-type]
-
     def validate_batch(self, batch: list[dict[str, Any]]) -> list[tuple[Event, bytes] | InvalidEvent]:
         """Each event checked and redacted as emit would, but not spooled."""
         results: list[tuple[Event, bytes] | InvalidEvent] = []
