@@ -1,0 +1,273 @@
+"""The RabbitMQ pipeline: end-to-end events/s into PostgreSQL, and emit()'s cost in broker mode.
+
+One RabbitMQ (Debian's, started like the tests do) and one PostgreSQL (fsync on), one run:
+
+(a) events/s from the first emit() of N events to the last sealed row in PostgreSQL:
+    AuditLog(broker=URL) -> writer process -> Publisher (confirms) -> exchange -> queue ->
+    ``sealog consume`` (parse, validate, redact, seal, COPY, ack after commit). Against
+    the bare pipeline on the same broker: pika publishing the same message bodies with
+    confirms to a queue, and a bare pika consumer (its own process, like sealog consume)
+    that acks them (multiple=True) without storing. The bare publisher is pika's fastest
+    (asynchronous confirms on a SelectConnection, the whole batch in flight); pika's
+    one-confirm-per-publish BlockingChannel is shown for reference. Rounds alternate.
+    Bar: >= 0.5 of the bare pipeline, goal >= 0.8.
+(b) emit() in the caller with broker=URL (default writer process) against logger.info
+    through logging.handlers.QueueHandler, interleaved batches, median of the mean ns per
+    call. Bar: ratio <= 1.0.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.fixtures.pgserver import remove_server as remove_pg
+from tests.fixtures.pgserver import start_server as start_pg
+from tests.fixtures.rabbitserver import remove_server as remove_rabbit
+from tests.fixtures.rabbitserver import start_server as start_rabbit
+
+from bench_emit import BATCH_SIZE, logging_runner, sample_rows, sealog_runner, std_logging
+from common import (
+    Bar,
+    Contender,
+    event_kwargs,
+    header,
+    interleaved,
+    median,
+    parser,
+    quantile,
+    table,
+    temp_dir,
+    verdict,
+)
+from sealog import AuditLog
+from sealog.event import Event
+from sealog.stores import open_store
+
+BARE_CONSUMER = """
+import sys, time, pika
+url, queue, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+conn = pika.BlockingConnection(pika.URLParameters(url))
+ch = conn.channel()
+ch.basic_qos(prefetch_count=1000)
+state = {"n": 0, "tag": 0}
+def on_message(channel, method, properties, body):
+    state["n"] += 1
+    state["tag"] = method.delivery_tag
+ch.basic_consume(queue, on_message)
+print("ready", flush=True)
+acked = 0
+while acked < n:
+    conn.process_data_events(time_limit=0.05)
+    if state["tag"] > acked:  # ack what arrived, in one frame, like sealog's batches
+        ch.basic_ack(state["tag"], multiple=True)
+        acked = state["tag"]
+print(f"done {time.monotonic()!r}", flush=True)
+conn.close()
+"""
+
+
+def sample_bodies(n: int) -> list[tuple[str, bytes]]:
+    """The very messages sealog's publisher sends: the event JSON, routing key = action."""
+    messages = []
+    encode = msgspec.json.Encoder().encode
+    for i in range(n):
+        kw = event_kwargs(i)
+        event = Event(event_id=f"bare-{i}", tenant_id=kw["tenant_id"], action=kw["action"],
+                      occurred_at="2026-01-01T00:00:00.000000Z", actor_type="user", actor_id=kw["actor"][1],
+                      target_type="document", target_id=kw["target"][1], metadata=kw["metadata"])
+        messages.append((event.action, encode(event)))
+    return messages
+
+
+def declare(url: str, exchange: str, queue: str, **arguments: Any) -> None:
+    import pika
+
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    ch = conn.channel()
+    ch.exchange_declare(exchange, exchange_type="topic", durable=True)
+    ch.queue_declare(queue, durable=True, arguments=arguments or None)
+    ch.queue_bind(queue, exchange, routing_key="#")
+    conn.close()
+
+
+def start_bare_consumer(url: str, queue: str, n: int) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", BARE_CONSUMER, url, queue, str(n)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def bare_done(proc: subprocess.Popen[str]) -> float:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    proc.wait(60)
+    return float(line.split()[1])
+
+
+def publish_async(url: str, exchange: str, bodies: list[tuple[str, bytes]]) -> None:
+    """pika's fastest confirmed publishing: every message in flight, then wait for the acks."""
+    import pika
+
+    props = pika.BasicProperties(content_type="application/json", delivery_mode=2)
+    state = {"acked": 0}
+
+    def on_confirm(frame: Any) -> None:
+        method = frame.method
+        state["acked"] = method.delivery_tag if method.multiple else state["acked"] + 1
+        if state["acked"] >= len(bodies):
+            conn.close()  # on_close stops the ioloop
+
+    def on_channel(ch: Any) -> None:
+        def go(_frame: Any) -> None:
+            for key, body in bodies:
+                ch.basic_publish(exchange, key, body, props)
+        ch.confirm_delivery(on_confirm, callback=go)
+
+    conn = pika.SelectConnection(pika.URLParameters(url),
+                                 on_open_callback=lambda c: c.channel(on_open_callback=on_channel),
+                                 on_close_callback=lambda c, _reason: c.ioloop.stop())
+    conn.ioloop.start()
+    conn.ioloop.close()
+
+
+def publish_blocking(url: str, exchange: str, bodies: list[tuple[str, bytes]]) -> None:
+    import pika
+
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    props = pika.BasicProperties(content_type="application/json", delivery_mode=2)
+    for key, body in bodies:
+        ch.basic_publish(exchange, key, body, props)
+    conn.close()
+
+
+def run_bare(url: str, exchange: str, queue: str, bodies: list[tuple[str, bytes]], *, blocking: bool) -> float:
+    proc = start_bare_consumer(url, queue, len(bodies))
+    started = time.monotonic()
+    (publish_blocking if blocking else publish_async)(url, exchange, bodies)
+    return len(bodies) / (bare_done(proc) - started)
+
+
+def stored(store: Any) -> int:
+    return sum(head.seq for head in store.heads())
+
+
+def run_sealog(broker: str, exchange: str, store: Any, spool: Path, n: int, offset: int) -> float:
+    with AuditLog(broker=broker, exchange=exchange, spool_dir=spool) as log:
+        assert log.flush(60)  # writer process up and connected before the clock runs
+        before = stored(store)
+        started = time.monotonic()
+        for i in range(offset, offset + n):
+            log.emit(**event_kwargs(i))
+        assert log.flush(600), log.stats()
+        while stored(store) < before + n:
+            time.sleep(0.02)
+        return n / (time.monotonic() - started)
+
+
+def start_consumer(broker: str, exchange: str, queue: str, store_url: str, tmp: Path) -> subprocess.Popen[bytes]:
+    stats = tmp / "consume.json"
+    proc = subprocess.Popen([sys.executable, "-m", "sealog", "consume", "--broker", broker, "--exchange", exchange,
+                             "--queue", queue, "--bind", "#", "--url", store_url, "--stats-file", str(stats)],
+                            stderr=(tmp / "consume.log").open("wb"))
+    deadline = time.monotonic() + 60
+    while not stats.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError((tmp / "consume.log").read_text())
+        time.sleep(0.05)
+    return proc
+
+
+def throughput(rabbit: Any, pg: Any, tmp: Path, n: int, rounds: int) -> tuple[list[float], list[float], float]:
+    broker = rabbit.url
+    store_url = pg.create_database("broker_bench")
+    store = open_store(store_url)
+    store.migrate()
+    declare(broker, "bare.events", "bare.q")
+    consumer = start_consumer(broker, "sealog.bench", "sealog.bench.q", store_url, tmp)
+    bodies = sample_bodies(n)
+    sealog_rates, bare_rates = [], []
+    try:
+        run_sealog(broker, "sealog.bench", store, tmp / "spool", 500, 10**9)  # warm-up
+        run_bare(broker, "bare.events", "bare.q", bodies[:500], blocking=False)
+        for r in range(rounds):
+            if r % 2:
+                bare_rates.append(run_bare(broker, "bare.events", "bare.q", bodies, blocking=False))
+                sealog_rates.append(run_sealog(broker, "sealog.bench", store, tmp / "spool", n, r * n))
+            else:
+                sealog_rates.append(run_sealog(broker, "sealog.bench", store, tmp / "spool", n, r * n))
+                bare_rates.append(run_bare(broker, "bare.events", "bare.q", bodies, blocking=False))
+        blocking = run_bare(broker, "bare.events", "bare.q", bodies[: max(1000, n // 10)], blocking=True)
+        assert store.verify().ok
+    finally:
+        consumer.terminate()
+        consumer.wait(30)
+        store.close()
+    return sealog_rates, bare_rates, blocking
+
+
+def caller_cost(broker: str, tmp: Path, batches: int) -> dict[str, list[float]]:
+    # A bounded queue so every action is routable (unroutable events are quarantined).
+    declare(broker, "sealog.emitbench", "sealog.emitbench.q", **{"x-max-length": 50_000})
+    rows = sample_rows(BATCH_SIZE)
+    log = AuditLog(broker=broker, exchange="sealog.emitbench", spool_dir=tmp / "emit.spool")
+    logger, listener, records = std_logging(tmp / "std.log")
+    listener.start()
+    try:
+        assert log.flush(60)
+        contenders = [
+            Contender("sealog emit, broker=URL", sealog_runner(log, rows), lambda: log.flush(60)),
+            Contender("logging QueueHandler", logging_runner(logger, rows), records.join),
+        ]
+        return interleaved(contenders, batches=batches, batch_size=BATCH_SIZE)
+    finally:
+        listener.stop()
+        log.close()
+
+
+def main() -> int:
+    cli = parser(__doc__)
+    cli.add_argument("--events", type=int, help="events per throughput round (default 20,000, quick 3,000)")
+    args = cli.parse_args()
+    n = args.events or (3_000 if args.quick else 20_000)
+    rounds = 2 if args.quick else 4
+    batches = 40 if args.quick else 400
+    header("RabbitMQ pipeline: emit -> broker -> sealog consume -> PostgreSQL", args.quick,
+           events_per_round=n, rounds=rounds, emit_batches=batches, emit_batch_size=BATCH_SIZE)
+    rabbit = start_rabbit()
+    pg = start_pg(fsync=True)
+    try:
+        with temp_dir() as tmp:
+            sealog_rates, bare_rates, blocking = throughput(rabbit, pg, tmp, n, rounds)
+            samples = caller_cost(rabbit.url, tmp, batches)
+    finally:
+        remove_pg(pg)
+        remove_rabbit(rabbit)
+
+    bare = median(bare_rates)
+    table(("pipeline", "median events/s", "min", "max", "ratio vs bare"), [
+        ("sealog: emit -> broker -> consume -> PostgreSQL (sealed)", median(sealog_rates), min(sealog_rates),
+         max(sealog_rates), median(sealog_rates) / bare),
+        ("bare pika: async confirms -> broker -> ack, no store", bare, min(bare_rates), max(bare_rates), 1.0),
+        ("bare pika: BlockingChannel confirm per publish (reference)", blocking, blocking, blocking, blocking / bare),
+    ])
+    base = median(samples["logging QueueHandler"])
+    table(("contender", "median ns/call", "p10", "p90", "ratio vs logging"),
+          [(name, median(s), quantile(s, 0.1), quantile(s, 0.9), median(s) / base) for name, s in samples.items()])
+    return verdict([
+        Bar("end-to-end / bare pika", median(sealog_rates) / bare, 0.5, 0.8, True),
+        Bar("emit(broker)/logging", median(samples["sealog emit, broker=URL"]) / base, 1.0, None, False),
+    ], args.check)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
