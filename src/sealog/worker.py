@@ -5,8 +5,10 @@ Started by ProcessSink; speaks its frame protocol on stdin/stdout; exits at EOF.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 
@@ -56,6 +58,9 @@ def main() -> None:
     # Hashing runs beside a thread that streams rows to the database (COPY); with the
     # default 5 ms switch interval the streaming thread waits on the GIL in convoys.
     sys.setswitchinterval(0.0005)
+    # Delivery is background work: when the cores are busy, the application comes first.
+    with contextlib.suppress(OSError):
+        os.nice(5)
     logging.basicConfig(level=logging.WARNING, format="sealog writer process: %(message)s")
     sink = open_sink(sys.argv[1:])
     try:

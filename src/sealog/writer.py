@@ -29,6 +29,9 @@ BACKOFF_START: Final = 0.05
 BACKOFF_CAP: Final = 5.0
 ORPHAN_SCAN_EVERY: Final = 5.0
 FSYNC_EVERY: Final = 0.2
+LINGER: Final = 0.05
+"""An idle writer wakes this often; sooner only for a full batch's worth, flush or close."""
+WAKE_AT: Final = 500
 
 
 @dataclass
@@ -74,8 +77,9 @@ class Writer:
     # -- the caller's side -----------------------------------------------------------
 
     def notify(self) -> None:
-        """Called after each append: wakes the writer only when it sleeps (cheap otherwise)."""
-        if self.idle:
+        """Called after each append. Waking the writer for every event would hand it the GIL
+        (and a pipe round trip) per emit; it lingers instead, as a batch processor should."""
+        if self.idle and self.spool.appended - self.delivered >= WAKE_AT:
             self._wake.set()
 
     def flush(self, timeout: float | None, target: int) -> bool:
@@ -132,8 +136,7 @@ class Writer:
                     if self._stopping:
                         break
                     self.idle = True
-                    if not self.spool.unread():  # re-check: an append may have raced the flag
-                        self._wake.wait(FSYNC_EVERY)
+                    self._wake.wait(LINGER)
                     self._wake.clear()
                     self.idle = False
                 if time.monotonic() - last_sync >= FSYNC_EVERY:
