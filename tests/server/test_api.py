@@ -82,6 +82,7 @@ def test_keys_no_bad_revoked_other_tenant_and_admin(service: Service) -> None:
     ingest(service, {"action": "auth.login"})
     _, body = ingest(service, {"action": "auth.login"}, key=service.globex)
     globex_event = body["event_ids"][0]  # type: ignore[index]
+    assert service.log.flush()  # 202 means spooled; reads see what is stored
     assert service.client.get("/v1/events").status_code == 401
     assert service.client.get("/v1/events", headers=service.auth("slk_wrong")).status_code == 401
     key, secret = service.keys.create("acme", "to revoke")
