@@ -149,12 +149,14 @@ def test_export_streams_the_whole_chain(tmp_path: Path, store: str) -> None:
 
 
 def test_stats_and_tail(tmp_path: Path, store: str) -> None:
-    """stats counts per tenant; tail --from-start prints the chain as JSONL."""
+    """stats counts per tenant and shows consumers' health; tail --from-start prints the chain."""
     for tenant in ("acme", "acme", "globex"):
         sealog("emit", "--url", store, "--tenant", tenant, "--action", "test.s", cwd=tmp_path)
+    (tmp_path / "audit.db.spool" / "consume-audit.json").write_text('{"queue": "audit", "state": "consuming"}')
     report = json.loads(sealog("stats", "--url", store, "--json", cwd=tmp_path).stdout)
     assert {t["tenant_id"]: t["events"] for t in report["tenants"]} == {"acme": 2, "globex": 1}
     assert report["spool"]["bytes"] == 0
+    assert report["consumers"] == [{"queue": "audit", "state": "consuming"}]  # a consumer's health record
     tailed = sealog("tail", "--url", store, "--tenant", "acme", "--from-start", "--timeout", "1", cwd=tmp_path)
     assert [json.loads(x)["seq"] for x in tailed.stdout.splitlines()] == [1, 2]
 

@@ -276,10 +276,17 @@ def stats(url: str | None, as_json: bool) -> None:
     segments = list(spool.glob("*.seg")) if spool.exists() else []
     backlog = sum(p.stat().st_size for p in segments)
     quarantine = spool / "quarantine.jsonl"
+    consumers = []  # health records that `sealog consume` rewrites every interval
+    for record in sorted(spool.glob("consume-*.json")) if spool.exists() else []:
+        try:
+            consumers.append(json.loads(record.read_text()))
+        except (OSError, ValueError):
+            continue
     report: dict[str, Any] = {
         "tenants": [{"tenant_id": h.tenant_id, "events": h.seq, "head": h.hash} for h in heads],
         "spool": {"directory": str(spool), "segments": len(segments), "bytes": backlog,
                   "quarantined_bytes": quarantine.stat().st_size if quarantine.exists() else 0},
+        "consumers": consumers,
     }
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -287,6 +294,9 @@ def stats(url: str | None, as_json: bool) -> None:
     for head in report["tenants"]:
         click.echo(f"{head['tenant_id']}: {head['events']} events, head {head['head'][:16]}")
     click.echo(f"spool {spool}: {len(segments)} segments, {backlog} bytes pending")
+    for consumer in consumers:
+        fields = ", ".join(f"{k} {v}" for k, v in consumer.items() if not isinstance(v, dict | list))
+        click.echo(f"consumer: {fields}")
 
 
 @main.command()
