@@ -108,6 +108,9 @@ def test_writer_role_cannot_update_delete_or_truncate(pg_url: str, tmp_path: Pat
                           "TRUNCATE sealog_events", "DROP TABLE sealog_events"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
+        assert conn.execute("SELECT count(*) FROM sealog_api_keys").fetchone() == (0,)  # serve checks keys
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("INSERT INTO sealog_api_keys VALUES ('k', 'h', NULL, 'n', 't', NULL)")
     reader_url = pg_url.replace("sealog_admin@", "sealog_reader:r-pass@")
     with psycopg.connect(reader_url, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM sealog_events").fetchone() == (1,)

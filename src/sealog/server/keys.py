@@ -22,6 +22,9 @@ from ..errors import StoreUnavailable
 from ..stores.sqlite import path_from_url
 
 PREFIX = "slk_"
+CREATE_TABLE = ("CREATE TABLE IF NOT EXISTS sealog_api_keys (key_id TEXT PRIMARY KEY, "
+                "key_hash TEXT NOT NULL UNIQUE, tenant_id TEXT, name TEXT NOT NULL, "
+                "created_at TEXT NOT NULL, revoked_at TEXT)")
 
 
 @dataclass(frozen=True)
@@ -69,9 +72,11 @@ class KeyStore:
 
     def migrate(self) -> None:
         with self._cursor() as cur:
-            cur.execute("CREATE TABLE IF NOT EXISTS sealog_api_keys (key_id TEXT PRIMARY KEY, "
-                        "key_hash TEXT NOT NULL UNIQUE, tenant_id TEXT, name TEXT NOT NULL, "
-                        "created_at TEXT NOT NULL, revoked_at TEXT)")
+            if self._postgres:  # the writer role may read keys but not create tables
+                cur.execute("SELECT to_regclass('sealog_api_keys')")
+                if cur.fetchone() != (None,):
+                    return
+            cur.execute(CREATE_TABLE)
 
     def create(self, tenant_id: str | None, name: str = "") -> tuple[ApiKey, str]:
         """A new key; the secret is returned here and never again."""

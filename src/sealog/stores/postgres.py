@@ -136,6 +136,11 @@ class PostgresStore:
             conn.execute(sql.SQL("GRANT UPDATE ON sealog_chain_heads TO {}").format(sql.Identifier(writer)))
             conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION sealog_ensure_partitions(integer) TO {}")
                          .format(sql.Identifier(writer)))
+            # `sealog serve` checks API keys as the writer; keys are managed with the owner's URL.
+            from ..server.keys import CREATE_TABLE
+
+            conn.execute(CREATE_TABLE)
+            conn.execute(sql.SQL("GRANT SELECT ON sealog_api_keys TO {}").format(sql.Identifier(writer)))
 
     # -- writes ----------------------------------------------------------------------
 
