@@ -64,9 +64,12 @@ def test_query_formats_and_filters(tmp_path: Path, store: str) -> None:
     failed = sealog("query", "--url", store, "--tenant", "acme", "--outcome", "failure",
                     "--format", "jsonl", cwd=tmp_path).stdout.splitlines()
     assert [json.loads(line)["outcome"] for line in failed] == ["failure"]
-    table = sealog("query", "--url", store, "--tenant", "acme", "--action", "data.#", cwd=tmp_path).stdout
+    table = sealog("query", "--url", store, "--tenant", "acme", "--action", "data.#", "--format", "table",
+                   cwd=tmp_path).stdout
     assert "data.export" in table
     assert "auth.login" not in table
+    piped = sealog("query", "--url", store, "--tenant", "acme", cwd=tmp_path).stdout  # no --format, not a tty
+    assert [json.loads(line)["action"] for line in piped.splitlines()] == ["data.export", "auth.login", "auth.login"]
     other = sealog("query", "--url", store, "--tenant", "globex", "--format", "jsonl", cwd=tmp_path)
     assert other.stdout == ""
 

@@ -150,10 +150,11 @@ def query_options(func: F) -> F:
 @query_options
 @click.option("--limit", default=100, show_default=True)
 @click.option("--after", help="The cursor printed after the previous page.")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "table"]), default="table",
-              show_default=True)
-def query(url: str | None, fmt: str, limit: int, after: str | None, **filters: Any) -> None:
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "table"]), default=None,
+              help="Default: a table on a terminal, JSONL when piped.")
+def query(url: str | None, fmt: str | None, limit: int, after: str | None, **filters: Any) -> None:
     """Search a tenant's events, newest first."""
+    fmt = fmt or ("table" if sys.stdout.isatty() else "jsonl")
     with opened(url) as store:
         page = store.query(make_query(filters.pop("tenant"), limit=limit, after=after, **filters))
     if fmt == "table":
