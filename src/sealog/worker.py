@@ -62,6 +62,7 @@ def main() -> None:
     with contextlib.suppress(OSError):
         os.nice(5)
     logging.basicConfig(level=logging.WARNING, format="sealog writer process: %(message)s")
+    logging.getLogger("pika").setLevel(logging.CRITICAL)  # outages are reported by the writer, once
     sink = open_sink(sys.argv[1:])
     try:
         serve(sink)

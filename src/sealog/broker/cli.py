@@ -79,6 +79,9 @@ def consume(broker: str, exchange: str, queue: str, bindings: tuple[str, ...], d
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         log.setLevel(logging.INFO)
+        # pika logs every failed connection attempt at ERROR with a traceback; sealog says
+        # what matters in one line (and counts reconnects), so keep pika to its criticals.
+        logging.getLogger("pika").setLevel(logging.CRITICAL)
     try:
         store = open_store(store_url)
         store.migrate()
