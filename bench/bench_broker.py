@@ -47,7 +47,7 @@ from common import (
     verdict,
 )
 from sealog import AuditLog
-from sealog.event import Event
+from sealog._event import Event
 from sealog.stores import open_store
 
 BARE_CONSUMER = """

@@ -3,7 +3,7 @@
 Three contenders, measured in alternating batches so machine noise hits all alike:
 
 - sealog, store up: AuditLog on SQLite in a temp dir, storing through its default
-  writer (the writer thread hands spool lines to a ``sealog.worker`` child process that
+  writer (the writer thread hands spool lines to a ``sealog._worker`` child process that
   seals and inserts); and the same with ``writer="thread"`` (sealing in this process);
 - sealog, store down: AuditLog whose store's directory does not exist, so the writer
   keeps retrying and every event waits in the spool (where the spool matters);

@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.fixtures.pgserver import PgServer, remove_server, start_server
 
 from sealog import AuditLog
-from sealog.chain import SCALAR_FIELDS, seal
-from sealog.event import FIELDS, Event
+from sealog._chain import SCALAR_FIELDS, seal
+from sealog._event import FIELDS, Event
+from sealog._writer import MAX_BATCH
 from sealog.stores.base import Query
 from sealog.stores.postgres import PostgresStore
-from sealog.writer import MAX_BATCH
 
 BATCH = MAX_BATCH  # the baseline copies in the batch size the writer uses
 

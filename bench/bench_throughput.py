@@ -29,9 +29,9 @@ import msgspec
 
 from common import Bar, event_kwargs, header, median, parser, sqlite_url, table, temp_dir, verdict
 from sealog import AuditLog
-from sealog.event import FIELDS, JSON_FIELDS, SEAL_FIELDS, Event
+from sealog._event import FIELDS, JSON_FIELDS, SEAL_FIELDS, Event
+from sealog._writer import MAX_BATCH
 from sealog.stores.sqlite import SQLiteStore
-from sealog.writer import MAX_BATCH
 
 _COLUMNS = ", ".join(f'"{name}"' for name in FIELDS)
 PROCESS = "sealog emit -> flush() returned (default writer=process)"

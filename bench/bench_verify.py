@@ -24,9 +24,9 @@ from pathlib import Path
 from uuid_utils import uuid7
 
 from common import TENANTS, Bar, event_kwargs, header, median, parser, sqlite_url, table, temp_dir, verdict
-from sealog import timefmt
-from sealog.canonical import SORTED_FIELDS, canonical_row
-from sealog.event import Event
+from sealog import _timefmt as timefmt
+from sealog._canonical import SORTED_FIELDS, canonical_row
+from sealog._event import Event
 from sealog.stores.sqlite import SQLiteStore
 
 BUILD_BATCH = 5_000

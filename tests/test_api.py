@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 
 import sealog
+import sealog._default
 from sealog import REDACTED, AuditLog, Event, InvalidEvent, InvalidQuery, SealogError
-from sealog.chain import GENESIS
-from sealog.event import FIELDS, SEAL_FIELDS
+from sealog._chain import GENESIS
+from sealog._event import FIELDS, SEAL_FIELDS
 from sealog.testing import MemoryStore, assert_audited
 
 STORED_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
@@ -511,9 +512,9 @@ def test_close_drains_is_idempotent_and_a_second_close_returns_at_once(tmp_path:
 @pytest.fixture
 def no_default(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Start without a default AuditLog and put back whatever was there afterwards."""
-    monkeypatch.setattr(sealog.default, "_default", None)
+    monkeypatch.setattr(sealog._default, "_default", None)
     yield
-    current = sealog.default._default
+    current = sealog._default._default
     if current is not None:
         current.close()
 

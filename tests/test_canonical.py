@@ -13,9 +13,9 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sealog.canonical import SORTED_FIELDS, canonical_event, canonical_row, canonical_value, number
-from sealog.chain import GENESIS, SCALAR_FIELDS, seal
-from sealog.event import CONTENT_FIELDS, JSON_FIELDS, SEAL_FIELDS, Event
+from sealog._canonical import SORTED_FIELDS, canonical_event, canonical_row, canonical_value, number
+from sealog._chain import GENESIS, SCALAR_FIELDS, seal
+from sealog._event import CONTENT_FIELDS, JSON_FIELDS, SEAL_FIELDS, Event
 from sealog.stores.sqlite import SQLiteStore
 
 # Characters where a fast encoder and RFC 8785 part ways: escapes (controls, quote,

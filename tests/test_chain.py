@@ -8,8 +8,8 @@ from pathlib import Path
 import msgspec
 
 from sealog import AuditLog, Problem
-from sealog.canonical import SORTED_FIELDS, canonical_row, canonical_value
-from sealog.chain import (
+from sealog._canonical import SORTED_FIELDS, canonical_row, canonical_value
+from sealog._chain import (
     GENESIS,
     MAX_PROBLEMS,
     SCALAR_FIELDS,
@@ -21,7 +21,7 @@ from sealog.chain import (
     seal,
     verify_chain,
 )
-from sealog.event import JSON_FIELDS, Event
+from sealog._event import JSON_FIELDS, Event
 from sealog.testing import MemoryStore
 
 

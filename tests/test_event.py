@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from sealog import AuditLog, InvalidEvent, SealogError
-from sealog.event import MAX_EVENT_BYTES, check_occurred_at
+from sealog._event import MAX_EVENT_BYTES, check_occurred_at
 from sealog.testing import MemoryStore
 
 

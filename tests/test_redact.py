@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sealog import REDACTED, AuditLog, Redactor
-from sealog.redact import DEFAULT
+from sealog._redact import DEFAULT
 from sealog.testing import MemoryStore
 
 

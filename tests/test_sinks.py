@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sealog import AuditLog
-from sealog.sinks import ProcessSink
+from sealog._sinks import ProcessSink
 
 
 def alive(pid: int) -> bool:

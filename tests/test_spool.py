@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sealog import AuditLog, SpoolFull
-from sealog.spool import QUARANTINE, Spool
+from sealog._spool import QUARANTINE, Spool
 
 
 def fill(log: AuditLog, limit: int = 1000) -> int:
@@ -69,7 +69,7 @@ def test_torn_last_line_is_skipped_and_the_rest_delivered(tmp_path: Path, db_url
         log.flush()
     dead = Spool(spool_dir)
     lines = []
-    from sealog.event import Event, encode
+    from sealog._event import Event, encode
 
     for i in range(5):
         line = encode(Event(event_id=f"00000000-0000-7000-8000-00000000000{i}", tenant_id="acme",

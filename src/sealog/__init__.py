@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from .builder import EventBuilder
-from .chain import Problem, VerifyReport
-from .default import configure, emit, event, get_default
-from .errors import InvalidEvent, InvalidQuery, SealogError, SpoolFull, StoreUnavailable
-from .event import Event
-from .log import AuditLog
-from .redact import REDACTED, Redactor
+from ._builder import EventBuilder
+from ._chain import Problem, VerifyReport
+from ._default import configure, emit, event, get_default
+from ._errors import InvalidEvent, InvalidQuery, SealogError, SpoolFull, StoreUnavailable
+from ._event import Event
+from ._log import AuditLog
+from ._redact import REDACTED, Redactor
 from .stores import Page, Store
 
 __version__ = "0.1.0"

@@ -14,10 +14,11 @@ from typing import Any
 
 import msgspec
 
-from . import patterns, timefmt
-from .chain import GENESIS, StoredRow, VerifyReport, seal, verify_chain
-from .event import JSON_FIELDS, Event
-from .log import AuditLog
+from . import _patterns as patterns
+from . import _timefmt as timefmt
+from ._chain import GENESIS, StoredRow, VerifyReport, seal, verify_chain
+from ._event import JSON_FIELDS, Event
+from ._log import AuditLog
 from .stores.base import (
     ChainHead,
     Page,
@@ -94,8 +95,8 @@ class MemoryStore:
 
 
 def _stored_row(event: Event) -> StoredRow:
-    from .canonical import canonical_value
-    from .chain import SCALAR_FIELDS
+    from ._canonical import canonical_value
+    from ._chain import SCALAR_FIELDS
 
     return StoredRow(
         {name: getattr(event, name) for name in SCALAR_FIELDS},

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
+from sealog._redact import REDACTED
 from sealog.broker.envelopes import Poison, derived_id, to_event
-from sealog.redact import REDACTED
 
 
 def body(value: object) -> bytes:

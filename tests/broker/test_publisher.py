@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from sealog import AuditLog
-from sealog.redact import REDACTED
-from sealog.spool import QUARANTINE
+from sealog._redact import REDACTED
+from sealog._spool import QUARANTINE
 from tests.fixtures.rabbitmq import ConsumerProcess, Names, row_counts, wait_for
 
 Consume = Callable[..., ConsumerProcess]

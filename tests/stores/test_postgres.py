@@ -77,7 +77,7 @@ def test_roundtrip_through_the_cli(pg_url: str, tmp_path: Path) -> None:
 
 def test_replayed_batch_adds_no_row_and_consumes_no_seq(pg_url: str, tmp_path: Path) -> None:
     """A batch written twice (a lost commit acknowledgement) is stored once."""
-    from sealog.event import Event
+    from sealog._event import Event
 
     store = PostgresStore(pg_url)
     try:
@@ -177,7 +177,7 @@ def test_concurrent_init_from_two_processes(pg_url: str, tmp_path: Path) -> None
 
 def test_tenant_action_time_query_uses_the_indexes(pg_url: str, tmp_path: Path) -> None:
     """EXPLAIN shows no sequential scan of the events for a tenant+action+time query."""
-    from sealog.event import Event
+    from sealog._event import Event
 
     store = PostgresStore(pg_url)
     try:

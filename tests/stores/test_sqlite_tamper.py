@@ -13,8 +13,8 @@ import pytest
 import rfc8785
 
 from sealog import AuditLog
-from sealog.chain import VerifyReport
-from sealog.event import CONTENT_FIELDS, JSON_FIELDS
+from sealog._chain import VerifyReport
+from sealog._event import CONTENT_FIELDS, JSON_FIELDS
 
 Tampered = tuple[AuditLog, sqlite3.Connection]
 

@@ -15,9 +15,9 @@ from typing import NoReturn
 
 import click
 
-from ..errors import InvalidQuery, StoreUnavailable
-from ..log import default_spool_dir, resolve_url
-from ..patterns import check as check_pattern
+from .._errors import InvalidQuery, StoreUnavailable
+from .._log import default_spool_dir, resolve_url
+from .._patterns import check as check_pattern
 from ..stores import open_store
 from .publisher import DEFAULT_EXCHANGE
 

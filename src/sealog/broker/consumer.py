@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
-from .. import timefmt
-from ..errors import StoreUnavailable
-from ..event import Event
+from .. import _timefmt as timefmt
+from .._errors import StoreUnavailable
+from .._event import Event
 from ..stores import Store
 from .envelopes import Poison, to_event
 from .publisher import connection_parameters

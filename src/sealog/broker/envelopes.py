@@ -15,9 +15,9 @@ from typing import Any, Final
 
 import msgspec
 
-from .. import timefmt
-from ..errors import InvalidEvent
-from ..event import (
+from .. import _timefmt as timefmt
+from .._errors import InvalidEvent
+from .._event import (
     FIELDS,
     SEAL_FIELDS,
     Event,
@@ -31,8 +31,8 @@ from ..event import (
     decode,
     encode,
 )
-from ..redact import DEFAULT as DEFAULT_REDACTOR
-from ..redact import Redactor
+from .._redact import DEFAULT as DEFAULT_REDACTOR
+from .._redact import Redactor
 
 NAMESPACE: Final = uuid.UUID("6f1e8a52-3c0b-5d7e-9a41-2b8c5e0f7d13")
 """UUIDv5 namespace of the ids given to messages that carry none."""

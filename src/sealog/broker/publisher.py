@@ -20,9 +20,9 @@ from typing import Any, Final
 
 import msgspec
 
-from ..errors import StoreUnavailable
-from ..event import Event
-from ..sinks import Rejected
+from .._errors import StoreUnavailable
+from .._event import Event
+from .._sinks import Rejected
 
 log = logging.getLogger("sealog")
 

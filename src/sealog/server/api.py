@@ -11,10 +11,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
-from .. import output
-from ..errors import InvalidEvent, InvalidQuery, SpoolFull, StoreUnavailable
-from ..event import CONTENT_FIELDS, Event
-from ..log import AuditLog
+from .. import _output as output
+from .._errors import InvalidEvent, InvalidQuery, SpoolFull, StoreUnavailable
+from .._event import CONTENT_FIELDS, Event
+from .._log import AuditLog
 from .auth import Auth, HTTPError, tenant_for
 
 MAX_BODY: Final = 8 << 20

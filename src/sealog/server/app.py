@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..errors import StoreUnavailable
-from ..log import AuditLog
+from .._errors import StoreUnavailable
+from .._log import AuditLog
 from .api import ENDPOINTS, Api, error_response, openapi
 from .auth import Auth, HTTPError
 from .keys import KeyStore

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from ..log import resolve_url
+from .._log import resolve_url
 
 
 @click.command()
@@ -23,14 +23,14 @@ def serve(url: str | None, host: str, port: int, demo: bool) -> None:
     except ImportError as exc:
         click.echo(f"sealog: `serve` needs the server extra (pip install 'sealog[server]'): {exc}", err=True)
         sys.exit(2)
-    from ..log import AuditLog
+    from .._log import AuditLog
     from .keys import KeyStore
 
     log = AuditLog(url)
     try:
         keys = KeyStore(log.url)
         if demo:
-            from ..demo import record_demo
+            from .._demo import record_demo
 
             if not log.flush(30):
                 click.echo(f"sealog: the store is not reachable: {log.stats()['last_error']}", err=True)

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from .. import timefmt
-from ..errors import StoreUnavailable
+from .. import _timefmt as timefmt
+from .._errors import StoreUnavailable
 from ..stores.sqlite import path_from_url
 
 PREFIX = "slk_"

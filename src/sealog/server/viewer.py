@@ -13,10 +13,10 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from ..chain import GENESIS, seal
-from ..errors import InvalidQuery
-from ..event import FIELDS, JSON_FIELDS, SEAL_FIELDS, Event
-from ..log import AuditLog
+from .._chain import GENESIS, seal
+from .._errors import InvalidQuery
+from .._event import FIELDS, JSON_FIELDS, SEAL_FIELDS, Event
+from .._log import AuditLog
 from .auth import SESSION_COOKIE, SESSION_SECONDS, Auth, HTTPError, tenant_for
 from .keys import ApiKey
 

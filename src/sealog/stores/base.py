@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from ..chain import VerifyReport
-from ..errors import InvalidQuery
-from ..event import Event
+from .._chain import VerifyReport
+from .._errors import InvalidQuery
+from .._event import Event
 
 ProgressFn = Callable[[int], None]
 

@@ -20,11 +20,12 @@ from psycopg.copy import QueuedLibpqWriter
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from .. import patterns, timefmt
-from ..canonical import SORTED_FIELDS, canonical_row, canonical_value
-from ..chain import SCALAR_FIELDS, CanonicalRow, VerifyReport, sealing, verify_chain
-from ..errors import StoreUnavailable
-from ..event import FIELDS, JSON_FIELDS, MAX_SAFE_INT, Event
+from .. import _patterns as patterns
+from .. import _timefmt as timefmt
+from .._canonical import SORTED_FIELDS, canonical_row, canonical_value
+from .._chain import SCALAR_FIELDS, CanonicalRow, VerifyReport, sealing, verify_chain
+from .._errors import StoreUnavailable
+from .._event import FIELDS, JSON_FIELDS, MAX_SAFE_INT, Event
 from . import migrations
 from .base import ChainHead, Page, ProgressFn, Query, check_limit, decode_cursor, encode_cursor
 

@@ -16,11 +16,12 @@ from typing import Any, Final
 import msgspec
 from msgspec.structs import astuple
 
-from .. import patterns, timefmt
-from ..canonical import SORTED_FIELDS, canonical_row
-from ..chain import SCALAR_FIELDS, CanonicalRow, VerifyReport, seal, verify_chain
-from ..errors import StoreUnavailable
-from ..event import FIELDS, JSON_FIELDS, Event
+from .. import _patterns as patterns
+from .. import _timefmt as timefmt
+from .._canonical import SORTED_FIELDS, canonical_row
+from .._chain import SCALAR_FIELDS, CanonicalRow, VerifyReport, seal, verify_chain
+from .._errors import StoreUnavailable
+from .._event import FIELDS, JSON_FIELDS, Event
 from . import migrations
 from .base import ChainHead, Page, ProgressFn, Query, check_limit, decode_cursor, encode_cursor
 

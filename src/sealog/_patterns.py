@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from .errors import InvalidQuery
+from ._errors import InvalidQuery
 
 _WORD = re.compile(r"[a-z0-9_-]+|\*|#")
 

@@ -13,10 +13,10 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from . import output
-from .errors import InvalidEvent, InvalidQuery, SealogError, SpoolFull, StoreUnavailable
-from .event import Event
-from .log import AuditLog, default_spool_dir, make_query, resolve_url
+from . import _output as output
+from ._errors import InvalidEvent, InvalidQuery, SealogError, SpoolFull, StoreUnavailable
+from ._event import Event
+from ._log import AuditLog, default_spool_dir, make_query, resolve_url
 from .stores import Store, open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -193,7 +193,7 @@ def show_table(events: list[Event]) -> None:
 def tail(url: str | None, tenant: str, action: str | None, from_start: bool, interval: float,
          timeout: float | None) -> None:
     """Follow a tenant's new events as JSONL, until interrupted."""
-    from . import patterns
+    from . import _patterns as patterns
 
     if action:
         patterns.check(action)
@@ -305,7 +305,7 @@ def stats(url: str | None, as_json: bool) -> None:
 @click.option("--events", default=500, show_default=True, help="How many events to record.")
 def demo(url: str | None, events: int) -> None:
     """Record a realistic burst of events, verify the chains, show the newest."""
-    from .demo import record_demo
+    from ._demo import record_demo
 
     log = AuditLog(url)
     try:

@@ -74,7 +74,7 @@ def canonical_event(fields: Mapping[str, Any], raw_json: Mapping[str, bytes]) ->
 
 
 def _content_fields() -> tuple[str, ...]:
-    from .event import CONTENT_FIELDS
+    from ._event import CONTENT_FIELDS
 
     return tuple(sorted(CONTENT_FIELDS))
 

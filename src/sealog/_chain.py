@@ -16,8 +16,8 @@ from typing import Any, Final, NamedTuple
 
 from msgspec.structs import astuple
 
-from .canonical import SORTED_FIELDS, canonical_event, canonical_row, canonical_value
-from .event import CONTENT_FIELDS, FIELDS, JSON_FIELDS, Event
+from ._canonical import SORTED_FIELDS, canonical_event, canonical_row, canonical_value
+from ._event import CONTENT_FIELDS, FIELDS, JSON_FIELDS, Event
 
 GENESIS: Final = "0" * 64
 SCALAR_FIELDS: Final = tuple(f for f in CONTENT_FIELDS if f not in JSON_FIELDS)

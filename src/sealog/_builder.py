@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .log import AuditLog
+    from ._log import AuditLog
 
 
 class EventBuilder:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from .builder import EventBuilder
-from .log import AuditLog
+from ._builder import EventBuilder
+from ._log import AuditLog
 
 _default: AuditLog | None = None
 _lock = threading.Lock()

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from .event import FIELDS, JSON_FIELDS, Event
+from ._event import FIELDS, JSON_FIELDS, Event
 
 _encode = msgspec.json.Encoder().encode
 

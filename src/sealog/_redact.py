@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterable
 from typing import Any, Final
 
-from .errors import InvalidEvent
-from .event import MAX_SAFE_INT
+from ._errors import InvalidEvent
+from ._event import MAX_SAFE_INT
 
 REDACTED: Final = "[REDACTED]"
 

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 import msgspec
 from uuid_utils import uuid7
 
-from . import context, patterns, timefmt
-from .chain import VerifyReport
-from .errors import InvalidEvent, InvalidQuery, SealogError
-from .event import (
+from . import _context as context
+from . import _patterns as patterns
+from . import _timefmt as timefmt
+from ._chain import VerifyReport
+from ._errors import InvalidEvent, InvalidQuery, SealogError
+from ._event import (
     Event,
     check_action,
     check_ip,
@@ -31,15 +33,15 @@ from .event import (
     check_tenant,
     encode,
 )
-from .redact import DEFAULT as DEFAULT_REDACTOR
-from .redact import Redactor
-from .sinks import LineSink, LocalSink, ProcessSink
-from .spool import FullPolicy, Spool
+from ._redact import DEFAULT as DEFAULT_REDACTOR
+from ._redact import Redactor
+from ._sinks import LineSink, LocalSink, ProcessSink
+from ._spool import FullPolicy, Spool
+from ._writer import Writer
 from .stores import Page, Query, Store, open_store
-from .writer import Writer
 
 if TYPE_CHECKING:
-    from .builder import EventBuilder
+    from ._builder import EventBuilder
 
 log = logging.getLogger("sealog")
 event_log = logging.getLogger("sealog.events")
@@ -253,7 +255,7 @@ class AuditLog(AbstractContextManager["AuditLog"]):
 
     def event(self, tenant_id: str | None = None) -> EventBuilder:
         """A fresh fluent builder for one event (never shared: safe across threads)."""
-        from .builder import EventBuilder
+        from ._builder import EventBuilder
 
         return EventBuilder(self, tenant_id)
 
@@ -270,34 +272,34 @@ class AuditLog(AbstractContextManager["AuditLog"]):
 
     def audited(self, action: str, **fields: Any) -> Callable[[F], F]:
         """Decorate a function so each call emits ``action`` with outcome and latency."""
-        from .audited import audited
+        from ._audited import audited
 
         return audited(self, action, **fields)
 
     # helpers: thin, so the field mapping lives in one place (helpers.py)
     def login(self, tenant_id: str, user_id: str, **kw: Any) -> str:
-        from .helpers import login
+        from ._helpers import login
 
         return login(self, tenant_id, user_id, **kw)
 
     def logout(self, tenant_id: str, user_id: str, **kw: Any) -> str:
-        from .helpers import logout
+        from ._helpers import logout
 
         return logout(self, tenant_id, user_id, **kw)
 
     def data_export(self, tenant_id: str, actor_id: str, **kw: Any) -> str:
-        from .helpers import data_export
+        from ._helpers import data_export
 
         return data_export(self, tenant_id, actor_id, **kw)
 
     def data_deletion(self, tenant_id: str, actor_id: str, **kw: Any) -> str:
-        from .helpers import data_deletion
+        from ._helpers import data_deletion
 
         return data_deletion(self, tenant_id, actor_id, **kw)
 
     def settings_change(self, tenant_id: str, actor_id: str, setting: str,
                         before: Any, after: Any, **kw: Any) -> str:
-        from .helpers import settings_change
+        from ._helpers import settings_change
 
         return settings_change(self, tenant_id, actor_id, setting, before, after, **kw)
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
-from .errors import SpoolFull
+from ._errors import SpoolFull
 
 log = logging.getLogger("sealog")
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from .errors import StoreUnavailable
-from .sinks import LineSink, Rejected, Sink
+from ._errors import StoreUnavailable
+from ._sinks import LineSink, Rejected, Sink
 
 __all__ = ["Sink", "Stats", "Writer"]  # Sink moved to sinks.py; still importable here
-from .spool import Spool
+from ._spool import Spool
 
 log = logging.getLogger("sealog")
 

@@ -1,4 +1,4 @@
-"""The writer process: ``python -m sealog.worker store URL`` or ``... broker URL EXCHANGE``.
+"""The writer process: ``python -m sealog._worker store URL`` or ``... broker URL EXCHANGE``.
 
 Started by ProcessSink; speaks its frame protocol on stdin/stdout; exits at EOF.
 """
@@ -12,8 +12,8 @@ import os
 import signal
 import sys
 
-from .errors import StoreUnavailable
-from .sinks import LocalSink
+from ._errors import StoreUnavailable
+from ._sinks import LocalSink
 
 
 def open_sink(args: list[str]) -> LocalSink:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from .log import AuditLog
+from ._log import AuditLog
 
 TENANTS = ("acme", "globex")
 USERS = ("u-ada", "u-grace", "u-linus", "u-barbara")

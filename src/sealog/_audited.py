@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from .log import AuditLog
+    from ._log import AuditLog
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -21,8 +21,8 @@ from typing import IO, NamedTuple, Protocol
 
 import msgspec
 
-from .errors import StoreUnavailable
-from .event import Event, decode
+from ._errors import StoreUnavailable
+from ._event import Event, decode
 
 log = logging.getLogger("sealog")
 _decode_batch = msgspec.json.Decoder(list[Event]).decode
@@ -85,7 +85,7 @@ class LocalSink:
 
 
 class ProcessSink:
-    """Runs a LocalSink in a child process (``python -m sealog.worker``), over pipes.
+    """Runs a LocalSink in a child process (``python -m sealog._worker``), over pipes.
 
     Frames to the child: one command byte, a 4-byte length, the payload. One reply line
     back: ``OK <json>``, ``DOWN <reason>`` (an outage: retried) or ``BAD <reason>``.
@@ -102,7 +102,7 @@ class ProcessSink:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)}
         try:
-            return subprocess.Popen([sys.executable, "-m", "sealog.worker", *self.args],
+            return subprocess.Popen([sys.executable, "-m", "sealog._worker", *self.args],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
                                     close_fds=True)
         except OSError as exc:

@@ -14,8 +14,8 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
-from . import timefmt
-from .errors import InvalidEvent
+from . import _timefmt as timefmt
+from ._errors import InvalidEvent
 
 OUTCOMES: Final = frozenset({"success", "failure", "partial", "pending"})
 PROOF_TYPES: Final = frozenset({"screenshot", "api_response", "hash", "url", "none"})
