@@ -23,14 +23,6 @@ def mem_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuditLog]:
     log.close()
 
 
-DID_NOT_RAISE = pytest.fail.Exception
-
-
-def bug(reason: str, raises: type[BaseException] | tuple[type[BaseException], ...]) -> pytest.MarkDecorator:
-    """A known src bug, reported to its owner; strict, so the fix turns this into a failure to remove."""
-    return pytest.mark.xfail(reason=f"BUG: {reason}", strict=True, raises=raises)
-
-
 OK: dict[str, Any] = {"tenant_id": "acme", "action": "test.event"}
 NAN, INF = float("nan"), float("inf")
 
@@ -42,8 +34,7 @@ CASES = [
     pytest.param({"tenant_id": 42}, "tenant_id", id="tenant-not-text"),
     pytest.param({"tenant_id": "a\nb"}, "tenant_id", id="tenant-unprintable"),
     pytest.param({"tenant_id": "t" * 129}, "tenant_id", id="tenant-too-long"),
-    pytest.param({"tenant_id": ["acme"]}, "tenant_id", id="tenant-a-list",
-                 marks=bug("log.py emit: `event.tenant_id not in self._tenants` raises TypeError (unhashable)", TypeError)),
+    pytest.param({"tenant_id": ["acme"]}, "tenant_id", id="tenant-a-list"),
     pytest.param({"action": None}, "action", id="missing-action"),
     pytest.param({"action": "Auth.Login"}, "action", id="action-upper-case"),
     pytest.param({"action": "auth..login"}, "action", id="action-empty-word"),
@@ -51,8 +42,7 @@ CASES = [
     pytest.param({"action": ".auth"}, "action", id="action-leading-dot"),
     pytest.param({"action": "auth."}, "action", id="action-trailing-dot"),
     pytest.param({"action": "auth.*"}, "action", id="action-a-pattern"),
-    pytest.param({"action": ["auth"]}, "action", id="action-a-list",
-                 marks=bug("log.py emit: `action not in self._actions` raises TypeError (unhashable)", TypeError)),
+    pytest.param({"action": ["auth"]}, "action", id="action-a-list"),
     pytest.param({"outcome": "ok"}, "outcome", id="unknown-outcome"),
     pytest.param({"outcome": "SUCCESS"}, "outcome", id="outcome-upper-case"),
     pytest.param({"outcome": None}, "outcome", id="outcome-none"),
@@ -61,8 +51,7 @@ CASES = [
     pytest.param({"metadata": "text"}, "metadata", id="metadata-a-string"),
     pytest.param({"metadata": {"o": object()}}, "metadata", id="metadata-holds-an-object"),
     pytest.param({"metadata": {"c": 1j}}, "metadata", id="metadata-holds-a-complex"),
-    pytest.param({"metadata": {"tags": {"a", "b"}}}, "metadata", id="metadata-holds-a-set",
-                 marks=bug("redact.py Redactor.redact returns sets unchanged and msgspec stores them as arrays", DID_NOT_RAISE)),
+    pytest.param({"metadata": {"tags": {"a", "b"}}}, "metadata", id="metadata-holds-a-set"),
     pytest.param({"before": object()}, "before", id="before-an-object"),
     pytest.param({"after": [object()]}, "after", id="after-holds-an-object"),
     pytest.param({"metadata": {"n": 2**53}}, "metadata", id="integer-2**53"),
@@ -74,10 +63,8 @@ CASES = [
     pytest.param({"metadata": {"x": [INF]}}, "metadata", id="infinity-in-metadata"),
     pytest.param({"before": NAN}, "before", id="nan-before"),
     pytest.param({"after": {"x": -INF}}, "after", id="infinity-in-after"),
-    pytest.param({"latency_ms": NAN}, "latency_ms", id="nan-latency",
-                 marks=bug("msgspec encodes NaN as null, so emit stores latency_ms=None silently", DID_NOT_RAISE)),
-    pytest.param({"latency_ms": INF}, "latency_ms", id="infinite-latency",
-                 marks=bug("msgspec encodes inf as null, so emit stores latency_ms=None silently", DID_NOT_RAISE)),
+    pytest.param({"latency_ms": NAN}, "latency_ms", id="nan-latency"),
+    pytest.param({"latency_ms": INF}, "latency_ms", id="infinite-latency"),
     pytest.param({"latency_ms": -1.0}, "latency_ms", id="negative-latency"),
     pytest.param({"latency_ms": "5"}, "latency_ms", id="latency-text"),
     pytest.param({"metadata": {1: "x"}}, "metadata", id="integer-key"),
@@ -89,34 +76,27 @@ CASES = [
     pytest.param({"ip_address": "not-an-ip"}, "ip_address", id="ip-text"),
     pytest.param({"ip_address": ""}, "ip_address", id="ip-empty"),
     pytest.param({"ip_address": "10.0.0.0/8"}, "ip_address", id="ip-a-network"),
-    pytest.param({"ip_address": 5}, "ip_address", id="ip-an-integer",
-                 marks=bug("event.py check_ip passes ints to ipaddress.ip_address: 5 is stored as '0.0.0.5'", DID_NOT_RAISE)),
+    pytest.param({"ip_address": 5}, "ip_address", id="ip-an-integer"),
     pytest.param({"occurred_at": "yesterday"}, "occurred_at", id="occurred-at-words"),
     pytest.param({"occurred_at": "2026-01-02T03:04:05"}, "occurred_at", id="occurred-at-no-zone"),
     pytest.param({"occurred_at": "2026-13-02T03:04:05Z"}, "occurred_at", id="occurred-at-month-13"),
     pytest.param({"occurred_at": dt.datetime(2026, 1, 2)}, "occurred_at", id="occurred-at-naive"),
     pytest.param({"occurred_at": 1767322800}, "occurred_at", id="occurred-at-a-number"),
-    pytest.param({"occurred_at": "0001-01-01T00:00:00+01:00"}, "occurred_at", id="occurred-at-before-year-1-utc",
-                 marks=bug("timefmt.format_datetime: astimezone raises OverflowError, check_occurred_at "
-                           "catches only ValueError", OverflowError)),
+    pytest.param({"occurred_at": "0001-01-01T00:00:00+01:00"}, "occurred_at", id="occurred-at-before-year-1-utc"),
     pytest.param({"proof": {"type": "video"}}, "proof", id="proof-unknown-type"),
     pytest.param({"proof": {"data": 1}}, "proof", id="proof-without-type"),
     pytest.param({"proof": "screenshot"}, "proof", id="proof-not-an-object"),
-    pytest.param({"proof": {"type": ["hash"]}}, "proof", id="proof-type-a-list",
-                 marks=bug("event.py check_proof: `kind not in PROOF_TYPES` raises TypeError (unhashable)", TypeError)),
+    pytest.param({"proof": {"type": ["hash"]}}, "proof", id="proof-type-a-list"),
     pytest.param({"actor": ("user",)}, "actor", id="actor-one-item"),
     pytest.param({"actor": ("user", "u-1", "x")}, "actor", id="actor-three-items"),
     pytest.param({"actor": 5}, "actor", id="actor-a-number"),
     pytest.param({"actor": "user:u-1"}, "actor", id="actor-a-string"),
     pytest.param({"actor": ("user", 5)}, "actor_id", id="actor-id-not-text"),
-    pytest.param({"actor": "ab"}, "actor", id="actor-a-two-letter-string",
-                 marks=bug("log.py emit unpacks any 2-item iterable: actor='ab' becomes ('a', 'b')", DID_NOT_RAISE)),
-    pytest.param({"target": ("post",)}, "target", id="target-one-item",
-                 marks=bug("log.py emit names the field 'actor/target' when only the target is bad", AssertionError)),
+    pytest.param({"actor": "ab"}, "actor", id="actor-a-two-letter-string"),
+    pytest.param({"target": ("post",)}, "target", id="target-one-item"),
     pytest.param({"actor_id": "a" * 2000}, "actor_id", id="actor-id-too-long"),
     pytest.param({"user_agent": 5}, "user_agent", id="user-agent-not-text"),
-    pytest.param({"error_message": 5}, "error_message", id="error-message-a-number",
-                 marks=bug("log.py emit calls redactor.text(5): TypeError from len()", TypeError)),
+    pytest.param({"error_message": 5}, "error_message", id="error-message-a-number"),
     pytest.param({"metadata": {"k": "a\x00b"}}, "metadata", id="nul-in-metadata"),
     pytest.param({"actor_id": "a\x00b"}, "actor_id", id="nul-in-actor-id"),
     pytest.param({"metadata": {"k": "\ud800"}}, "metadata", id="lone-surrogate"),
@@ -172,7 +152,6 @@ def test_context_fields_are_validated_like_emit_arguments(mem_log: AuditLog) -> 
     assert raised.value.field == "actor"
 
 
-@bug("log.py context()/_enrich: an ip_address from the context is stored without check_ip", DID_NOT_RAISE)
 def test_an_ip_address_from_the_context_is_validated(mem_log: AuditLog) -> None:
     """ip_address from context() must be a valid IP, as when it is passed to emit."""
     with pytest.raises(InvalidEvent) as raised, mem_log.context(ip_address="not-an-ip"):
@@ -180,7 +159,6 @@ def test_an_ip_address_from_the_context_is_validated(mem_log: AuditLog) -> None:
     assert raised.value.field == "ip_address"
 
 
-@bug("log.py _enrich merges context metadata after redaction, so it is never checked (nor redacted)", DID_NOT_RAISE)
 def test_metadata_from_the_context_is_checked_like_emit_metadata(mem_log: AuditLog) -> None:
     """Context metadata beyond +-(2**53-1) is refused: RFC 8785 (and so an outside verifier) cannot keep it."""
     with pytest.raises(InvalidEvent) as raised, mem_log.context(metadata={"n": 2**60}):
@@ -194,8 +172,7 @@ def test_metadata_from_the_context_is_checked_like_emit_metadata(mem_log: AuditL
     ("2026-01-02T03:04:05.123456+02:00", "2026-01-02T01:04:05.123456Z"),
     ("2026-01-01T23:30:00-01:00", "2026-01-02T00:30:00.000000Z"),
     (dt.datetime(2026, 1, 2, 3, 4, 5, 7, tzinfo=dt.timezone(dt.timedelta(hours=5))), "2026-01-01T22:04:05.000007Z"),
-    pytest.param("0999-01-02T03:04:05Z", "0999-01-02T03:04:05.000000Z", id="year-999",
-                 marks=bug("timefmt.format_datetime: strftime('%Y') does not zero-pad years < 1000 on glibc", AssertionError)),
+    pytest.param("0999-01-02T03:04:05Z", "0999-01-02T03:04:05.000000Z", id="year-999"),
 ])
 def test_occurred_at_is_normalised_to_utc_microseconds_z(given: Any, stored: str) -> None:
     """Any RFC 3339 text or aware datetime becomes the one fixed-width stored form."""

@@ -4,23 +4,37 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from ._event import MAX_SAFE_INT
 
 if TYPE_CHECKING:
     from ._log import AuditLog
 
 F = TypeVar("F", bound=Callable[..., Any])
+MAX_ARG_DEPTH: Final = 8
+MAX_ARG_ITEMS: Final = 50
 
 
 def _json_safe(value: Any, depth: int = 0) -> Any:
-    if value is None or isinstance(value, bool | int | float | str):
+    """Arguments as JSON that emit always accepts: recording a call must never break it.
+
+    Structure is kept (so secret-named keys are redacted by key), what JSON cannot keep
+    exactly becomes its ``repr`` (redacted as text like every string).
+    """
+    if value is None or isinstance(value, bool | str):
         return value
-    if depth < 4 and isinstance(value, dict):
-        return {str(k): _json_safe(v, depth + 1) for k, v in value.items()}
-    if depth < 4 and isinstance(value, list | tuple):
-        return [_json_safe(v, depth + 1) for v in value[:50]]
+    if isinstance(value, int):
+        return int(value) if -MAX_SAFE_INT <= value <= MAX_SAFE_INT else repr(value)[:200]
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else repr(value)
+    if depth < MAX_ARG_DEPTH and isinstance(value, dict):
+        return {str(k): _json_safe(v, depth + 1) for k, v in list(value.items())[:MAX_ARG_ITEMS]}
+    if depth < MAX_ARG_DEPTH and isinstance(value, list | tuple):
+        return [_json_safe(v, depth + 1) for v in value[:MAX_ARG_ITEMS]]
     return repr(value)[:200]
 
 

@@ -99,18 +99,21 @@ def check_action(value: object) -> str:
 
 
 def check_outcome(value: object) -> str:
-    if value not in OUTCOMES:
-        raise InvalidEvent("outcome", f"{value!r} is not one of {', '.join(sorted(OUTCOMES))}")
-    return str(value)
+    if not isinstance(value, str) or value not in OUTCOMES:
+        raise InvalidEvent("outcome", f"{value!r:.80} is not one of {', '.join(sorted(OUTCOMES))}")
+    return value
 
 
 def check_ip(value: object) -> str | None:
+    """Validated IP text; only text is taken (``ipaddress`` would read the int 5 as 0.0.0.5)."""
     if value is None:
         return None
+    if not isinstance(value, str):
+        raise InvalidEvent("ip_address", f"must be IP address text, not {type(value).__name__}")
     try:
-        return str(ipaddress.ip_address(value))  # type: ignore[arg-type]
+        return str(ipaddress.ip_address(value))
     except ValueError:
-        raise InvalidEvent("ip_address", f"{str(value)[:60]!r} is not an IP address") from None
+        raise InvalidEvent("ip_address", f"{value[:60]!r} is not an IP address") from None
 
 
 def check_occurred_at(value: object) -> str:
@@ -140,8 +143,8 @@ def check_proof(value: object) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise InvalidEvent("proof", "must be a JSON object with a 'type'")
     kind = value.get("type")
-    if kind not in PROOF_TYPES:
-        raise InvalidEvent("proof", f"type {kind!r} is not one of {', '.join(sorted(PROOF_TYPES))}")
+    if not isinstance(kind, str) or kind not in PROOF_TYPES:
+        raise InvalidEvent("proof", f"type {kind!r:.80} is not one of {', '.join(sorted(PROOF_TYPES))}")
     return value
 
 

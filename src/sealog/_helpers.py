@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._redact import REDACTED
+
 if TYPE_CHECKING:
     from ._log import AuditLog
 
@@ -46,6 +48,12 @@ def data_deletion(log: AuditLog, tenant_id: str, actor_id: str, *,
 
 def settings_change(log: AuditLog, tenant_id: str, actor_id: str, setting: str, before: Any,
                     after: Any, *, actor_type: str = "user", **fields: Any) -> str:
-    """``settings.change`` with the previous and new value, redacted like everything else."""
+    """``settings.change`` with the previous and new value, redacted like everything else.
+
+    A secret-named setting (``smtp_password``) keeps neither value: only that it changed.
+    """
+    if log.redactor.secret_key(setting):
+        before = None if before is None else REDACTED
+        after = None if after is None else REDACTED
     return log.emit(tenant_id=tenant_id, action="settings.change", actor=(actor_type, actor_id),
                     target=("setting", setting), before=before, after=after, **fields)

@@ -28,9 +28,19 @@ def now() -> str:
 
 
 def format_datetime(value: datetime) -> str:
-    if value.tzinfo is None:
+    """The stored form; ValueError for a naive value or one outside years 1..9999 in UTC.
+
+    The year is zero-padded by hand: glibc's ``%Y`` prints year 999 as ``999``, which no
+    longer sorts as text and which PostgreSQL reads as a two-digit year.
+    """
+    if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("a naive datetime is ambiguous; give it a timezone")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{value.isoformat()} is outside years 1..9999 in UTC") from None
+    return (f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:"
+            f"{utc.second:02d}.{utc.microsecond:06d}Z")
 
 
 def parse(value: str) -> str:
@@ -47,10 +57,29 @@ def parse(value: str) -> str:
     return format_datetime(parsed)
 
 
-def parse_when(value: str) -> str:
-    """A CLI/API time bound: RFC 3339, or a span like ``15m`` counted back from now."""
+def parse_when(value: object) -> str:
+    """A query's time bound: an aware datetime, a timedelta back from now, RFC 3339 text,
+    or a span like ``15m`` counted back from now. ValueError names what is wrong."""
+    if isinstance(value, datetime):
+        return format_datetime(value)
+    if isinstance(value, timedelta):
+        return _back_from_now(value)
+    if not isinstance(value, str):
+        raise ValueError(f"{type(value).__name__} is not a time: give an aware datetime, a timedelta, "
+                         "RFC 3339 text or a span like '2h'")
     match = _SPAN.match(value.strip())
     if match:
-        seconds = int(match.group(1)) * _SPAN_UNITS[match.group(2)]
-        return format_datetime(datetime.now(UTC) - timedelta(seconds=seconds))
+        return _back_from_now(timedelta(seconds=min(int(match.group(1)) * _SPAN_UNITS[match.group(2)],
+                                                    _MAX_SPAN_SECONDS)))
     return parse(value)
+
+
+_MAX_SPAN_SECONDS = 10_000 * 366 * 86400  # more than any datetime can go back; never overflows timedelta
+
+
+def _back_from_now(span: timedelta) -> str:
+    try:
+        return format_datetime(datetime.now(UTC) - span)
+    except OverflowError:  # further back than year 1 (or ahead of 9999): the earliest or latest time
+        return format_datetime(datetime.min.replace(tzinfo=UTC) if span > timedelta(0)
+                               else datetime.max.replace(tzinfo=UTC))
