@@ -163,8 +163,12 @@ def test_unreachable_store_directory_then_recovery(tmp_path: Path) -> None:
     try:
         ids = [log.emit(tenant_id="acme", action="test.outage") for _ in range(50)]
         assert not log.flush(0.3)
+        deadline = time.monotonic() + 15  # the writer process may still be starting
+        while log.stats()["retries"] < 1 and time.monotonic() < deadline:
+            log.flush(0.1)
         assert log.stats()["retries"] >= 1
-        assert log.stats()["last_error"]
+        assert "does not exist" in log.stats()["last_error"]
+        assert log.stats()["quarantined"] == 0
         missing.mkdir()
         assert log.flush(30)
     finally:

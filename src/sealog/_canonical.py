@@ -9,6 +9,8 @@ implementation, the ``rfc8785`` package. A hypothesis test keeps the two equal.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -16,6 +18,26 @@ import msgspec
 import rfc8785
 
 _encode_sorted = msgspec.json.Encoder(order="sorted").encode
+_LONG_DIGITS = re.compile(rb"\d{16}")
+_MAX_SAFE_INT = 2**53 - 1
+
+
+def loads(raw: bytes | str) -> Any:
+    """A JSON value read back from canonical (or jsonb) text.
+
+    Emit refuses integers beyond +-(2**53-1), so a longer integer in stored JSON can only
+    have been a float that RFC 8785 prints in full (1e16 is ``10000000000000000``): it is
+    read back as a float, so an export re-canonicalises to the very bytes that were hashed.
+    """
+    data = raw.encode() if isinstance(raw, str) else raw
+    if _LONG_DIGITS.search(data) is None:
+        return msgspec.json.decode(data)
+    return json.loads(data, parse_int=_int_or_float)
+
+
+def _int_or_float(digits: str) -> int | float:
+    value = int(digits)
+    return value if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT else float(digits)
 
 
 def _plain(value: Any) -> bool:

@@ -30,5 +30,15 @@ class StoreUnavailable(SealogError):
     """The store (or broker) cannot be reached now; the operation may succeed later."""
 
 
+class EventRejected(SealogError):
+    """The store refused an event on its own (a row-level error, not an outage).
+
+    Stores raise it only for errors that are about the data of a row; the writer then
+    isolates the event by bisection and quarantines it once a sibling was stored, which
+    proves the store itself is fine. Anything a store cannot classify is an outage
+    (StoreUnavailable): when in doubt, the events stay in the spool.
+    """
+
+
 class InvalidQuery(SealogError, ValueError):
     """A query argument (pattern, cursor, time span) is malformed."""

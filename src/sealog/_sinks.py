@@ -21,7 +21,7 @@ from typing import IO, NamedTuple, Protocol
 
 import msgspec
 
-from ._errors import StoreUnavailable
+from ._errors import EventRejected, StoreUnavailable
 from ._event import Event, decode
 
 log = logging.getLogger("sealog")
@@ -45,8 +45,8 @@ class Written(NamedTuple):
     """(index, reason) of lines that are not events at all; they go to quarantine."""
 
 
-class Rejected(Exception):
-    """The sink refused the batch for a reason other than an outage: a bad event is in it."""
+Rejected = EventRejected
+"""The sink refused an event on its own (the old name of EventRejected)."""
 
 
 class LineSink(Protocol):

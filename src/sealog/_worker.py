@@ -12,22 +12,22 @@ import os
 import signal
 import sys
 
-from ._errors import StoreUnavailable
-from ._sinks import LocalSink
+from ._errors import EventRejected, StoreUnavailable
+from ._sinks import LineSink, LocalSink
 
 
-def open_sink(args: list[str]) -> LocalSink:
+def open_sink(args: list[str]) -> LineSink:
     kind, target = args[0], args[1]
     if kind == "broker":
         from .broker.publisher import Publisher
 
-        return LocalSink(Publisher(target, exchange=args[2]))
+        return Publisher(target, exchange=args[2])
     from .stores import open_store
 
     return LocalSink(open_store(target))
 
 
-def serve(sink: LocalSink) -> None:
+def serve(sink: LineSink) -> None:
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     while True:
         header = stdin.read(5)
@@ -41,10 +41,13 @@ def serve(sink: LocalSink) -> None:
             else:
                 added, rejected = sink.write_lines(payload.split(b"\n"))
                 reply = "OK " + json.dumps({"added": added, "rejected": rejected})
+        except EventRejected as exc:  # the parent isolates the event by bisection
+            reply = "BAD " + _one_line(str(exc))
         except StoreUnavailable as exc:
             reply = "DOWN " + _one_line(str(exc))
-        except Exception as exc:  # reported to the parent, which isolates the bad event
-            reply = "BAD " + _one_line(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # unclassified: an outage, never the events' fault
+            logging.getLogger("sealog").warning("unexpected store error, reported as an outage", exc_info=True)
+            reply = "DOWN " + _one_line(f"unexpected {type(exc).__name__}: {exc}")
         stdout.write(reply.encode() + b"\n")
         stdout.flush()
 

@@ -1,26 +1,29 @@
 """Background delivery: batches from the spool to the sink, retried until they land.
 
 The writer owns its thread; the sink (a store or the broker publisher) only writes.
-It never dies from a bad row: a batch that fails for a reason other than an outage
-is split until the bad event stands alone, which goes to the quarantine file.
+One error model: an outage (StoreUnavailable, or any error the store did not classify)
+is retried with backoff while the events wait in the spool; only an event the store
+refused on its own (EventRejected), proven by bisection (``_isolate``), goes to the
+quarantine file, from which ``sealog requeue`` delivers it again once the cause is fixed.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-from ._errors import StoreUnavailable
-from ._sinks import LineSink, Rejected, Sink
-
-__all__ = ["Sink", "Stats", "Writer"]  # Sink moved to sinks.py; still importable here
-from ._spool import Spool
+from . import _timefmt as timefmt
+from ._errors import EventRejected, StoreUnavailable
+from ._isolate import Unproven, isolate
+from ._sinks import LineSink
+from ._spool import Segment, Spool
 
 log = logging.getLogger("sealog")
 
@@ -32,6 +35,8 @@ FSYNC_EVERY: Final = 0.2
 LINGER: Final = 0.05
 """An idle writer wakes this often; sooner only for a full batch's worth, flush or close."""
 WAKE_AT: Final = 500
+_jitter = random.Random()
+"""Backoff jitter from a generator of our own: the application's global ``random`` stays untouched."""
 
 
 @dataclass
@@ -64,6 +69,11 @@ class Writer:
         self._abandon_at = float("inf")
         self._last_scan = 0.0
         self._last_failure_log = 0.0
+        self._delay = BACKOFF_START
+        self._inflight: list[tuple[Segment, list[bytes]]] = []
+        self._unproven = False
+        self.outage: str | None = None
+        """The cause while the store refuses writes; None once a write succeeds."""
         self._thread: threading.Thread | None = None
         self.start()
 
@@ -124,6 +134,10 @@ class Writer:
                     if time.monotonic() - self._last_scan >= ORPHAN_SCAN_EVERY:
                         self._recover()
                     worked = self._deliver_batch()
+                except Unproven as exc:  # while recovering an orphan: an outage like any other
+                    self._note_outage(exc)
+                    self._pause(self._next_delay())
+                    continue
                 except Exception as exc:  # a bug or a misconfiguration must not end delivery
                     self.stats.errors += 1
                     self.stats.last_error = f"{type(exc).__name__}: {exc}"
@@ -151,16 +165,35 @@ class Writer:
         return time.monotonic() >= self._abandon_at
 
     def _deliver_batch(self) -> bool:
-        """Deliver the next batch of this process's own events; False when there was none."""
-        batch = self.spool.read_batch(MAX_BATCH)
-        if not batch:
+        """Deliver the next batch of this process's own events; False when there was none.
+
+        The batch stays in flight until stored. When the store refused all of it without
+        proof that the events are at fault (``Unproven``), the next attempt takes the lines
+        appended since as well: a stored sibling is what proves a refused event bad.
+        """
+        room = MAX_BATCH - sum(len(lines) for _, lines in self._inflight)
+        if room > 0 and (not self._inflight or self._unproven):
+            self._inflight += self.spool.read_batch(room)
+        if not self._inflight:
             return False
-        if not self._deliver([line for _, lines in batch for line in lines]):
+        try:
+            delivered = self._deliver([line for _, lines in self._inflight for line in lines])
+        except Unproven as exc:
+            self._unproven = True
+            self._note_outage(exc)
+            self._pause(self._next_delay())
+            return True
+        if not delivered:
             return True  # abandoned at shutdown: the lines stay in the spool for the next process
-        # Each line cost its length plus the newline in the spool's byte count.
-        self.spool.ack({seg: (len(lines), sum(map(len, lines)) + len(lines)) for seg, lines in batch})
+        self._unproven = False
+        done: dict[Segment, tuple[int, int]] = {}
+        for segment, lines in self._inflight:  # each line cost its length plus the newline
+            count, size = done.get(segment, (0, 0))
+            done[segment] = (count + len(lines), size + sum(map(len, lines)) + len(lines))
+        self._inflight = []
+        self.spool.ack(done)
         with self._done:
-            self.delivered += sum(len(lines) for _, lines in batch)
+            self.delivered += sum(count for count, _ in done.values())
             self._done.notify_all()
         return True
 
@@ -176,10 +209,20 @@ class Writer:
                     self._done.notify_all()
 
     def _recover_orphans(self) -> None:
+        """Deliver each orphan of our target; one that cannot be read does not stop the others."""
+        from ._spool import UnreadableSegment
+
         for orphan in self.spool.claim_orphans():
             try:
-                delivered = all(self._deliver(batch)
-                                for path in orphan.segments for batch in self._batches(path))
+                delivered = True
+                for path in list(orphan.segments):
+                    delivered = all(self._deliver(batch) for batch in self._batches(path))
+                    if not delivered:
+                        break
+                    self.spool.release_segment(orphan, path)
+            except UnreadableSegment:  # reported by _batches; let go of the lock: a later scan retries
+                self.spool.release_lock(orphan)
+                continue
             except BaseException:
                 self.spool.release_lock(orphan)  # let the next scan (ours or another's) retry
                 raise
@@ -191,54 +234,91 @@ class Writer:
             log.info("sealog: delivered the spool left by %s", orphan.owner)
 
     def _batches(self, path: Path) -> Iterator[list[bytes]]:
+        """An orphan segment's events in batches; a read error is reported to the spool, then raised."""
+        from ._spool import UnreadableSegment
+
         batch: list[bytes] = []
-        for line in self.spool.read(path):
-            batch.append(line)
-            if len(batch) >= MAX_BATCH:
-                yield batch
-                batch = []
+        try:
+            for line in self.spool.read(path):
+                batch.append(line)
+                if len(batch) >= MAX_BATCH:
+                    yield batch
+                    batch = []
+        except OSError as exc:
+            reason = f"reading it failed: {exc.strerror or exc}"
+            self.spool.report_problem(path, reason)
+            raise UnreadableSegment(reason) from exc
         if batch:
             yield batch
 
     def _deliver(self, lines: list[bytes]) -> bool:
-        """Write, retrying outages with backoff; False only when abandoned at shutdown."""
+        """Write, isolating what the store refuses; False only when abandoned at shutdown.
+
+        Raises Unproven when the store refused everything (an outage in all but name).
+        """
         if not lines:
             return True
-        try:
-            return self._retry(lambda: self._write(lines))
-        except Exception as exc:  # Rejected, or any non-outage error: a bad event is in here
-            if len(lines) == 1:
-                reason = str(exc) if isinstance(exc, Rejected) else f"{type(exc).__name__}: {exc}"
-                self._quarantine(lines[0], reason)
-                return True
-            middle = len(lines) // 2
-            return self._deliver(lines[:middle]) and self._deliver(lines[middle:])
+        return isolate(lines, self._write_retrying, self._quarantine)
 
-    def _write(self, lines: list[bytes]) -> None:
+    def _write_retrying(self, lines: Sequence[bytes]) -> bool:
+        return self._retry(lambda: self._write(lines))
+
+    def _write(self, lines: Sequence[bytes]) -> None:
         started = time.perf_counter()
-        added, rejected = self.sink.write_lines(lines)
+        added, unreadable = self.sink.write_lines(list(lines))
         self.stats.last_write_ms = (time.perf_counter() - started) * 1000
-        for index, reason in rejected:
+        for index, reason in unreadable:
             self._quarantine(lines[index], reason)
         self.stats.stored += added
-        self.stats.duplicates += len(lines) - len(rejected) - added
+        self.stats.duplicates += len(lines) - len(unreadable) - added
+        self._delay = BACKOFF_START
+        if self.outage is not None:
+            log.warning("sealog: the store accepts writes again; delivering the backlog")
+            self._set_outage(None)
 
-    def _retry(self, operation: Any) -> bool:
-        """Run ``operation`` until it stops raising StoreUnavailable; capped jittered backoff."""
-        delay = BACKOFF_START
+    def _retry(self, operation: Callable[[], object]) -> bool:
+        """Run ``operation`` until it stops failing; False when abandoned at shutdown.
+
+        StoreUnavailable is an outage. So is any other error except EventRejected: an
+        unclassified failure is never blamed on the events, they wait in the spool.
+        """
         while True:
             try:
                 operation()
                 return True
-            except StoreUnavailable as exc:
-                self.stats.retries += 1
-                self.stats.errors += 1
-                self.stats.last_error = str(exc)
-                self._log_failure(exc)
+            except EventRejected:
+                raise
+            except Exception as exc:  # StoreUnavailable, or unclassified: both are outages
+                self._note_outage(exc)
                 if self._abandoned():
                     return False
-                self._pause(min(random.uniform(0, delay), self._abandon_at - time.monotonic()))
-                delay = min(delay * 2, BACKOFF_CAP)
+                self._pause(min(self._next_delay(), self._abandon_at - time.monotonic()))
+
+    def _next_delay(self) -> float:
+        """Capped exponential backoff with full jitter."""
+        delay, self._delay = self._delay, min(self._delay * 2, BACKOFF_CAP)
+        return _jitter.uniform(0, delay)
+
+    def _note_outage(self, exc: Exception) -> None:
+        cause = str(exc) if isinstance(exc, StoreUnavailable) else f"{type(exc).__name__}: {exc}"
+        self.stats.retries += 1
+        self.stats.errors += 1
+        self.stats.last_error = cause
+        now = time.monotonic()
+        if cause != self.outage or now - self._last_failure_log >= 30:  # once per cause, not per retry
+            self._last_failure_log = now
+            if isinstance(exc, StoreUnavailable):
+                log.warning("sealog: store unavailable, events wait in the spool: %s", cause)
+            else:
+                log.warning("sealog: unexpected store error, treated as an outage; events wait in the "
+                            "spool: %s", cause, exc_info=exc)
+        if cause != self.outage:
+            self._set_outage(cause)
+
+    def _set_outage(self, cause: str | None) -> None:
+        """Keep the cause where ``sealog stats`` (another process) can show it."""
+        self.outage = cause
+        self.spool.write_health({"pid": os.getpid(), "outage": cause, "since": timefmt.now()})
 
     def _pause(self, seconds: float) -> None:
         """Back off, still fsyncing the spool every FSYNC_EVERY: an outage is when it matters."""
@@ -249,12 +329,6 @@ class Writer:
             if left <= 0 or self._wake.wait(min(left, FSYNC_EVERY)):
                 self._wake.clear()
                 return
-
-    def _log_failure(self, exc: Exception) -> None:
-        now = time.monotonic()
-        if now - self._last_failure_log >= 30:  # one line per outage, not one per retry
-            self._last_failure_log = now
-            log.warning("sealog: store unavailable, events wait in the spool: %s", exc)
 
     def _quarantine(self, line: bytes, reason: str) -> None:
         self.stats.quarantined += 1

@@ -36,7 +36,8 @@ class MemoryStore:
     def __init__(self) -> None:
         self.url = "memory://"
         self.events: list[Event] = []
-        self._ids: set[str] = set()
+        self._ids: set[tuple[str, str]] = set()
+        """The idempotency key, as in every store: (tenant_id, event_id)."""
         self._heads: dict[str, tuple[int, str]] = {}
         self._lock = threading.Lock()
 
@@ -47,8 +48,9 @@ class MemoryStore:
         with self._lock:
             fresh = []
             for event in events:
-                if event.event_id not in self._ids:
-                    self._ids.add(event.event_id)
+                key = (event.tenant_id, event.event_id)
+                if key not in self._ids:
+                    self._ids.add(key)
                     fresh.append(event)
             recorded_at = timefmt.now()
             for item in seal(fresh, self._heads):

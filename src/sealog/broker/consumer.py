@@ -25,12 +25,14 @@ from pathlib import Path
 from typing import Any, Final, NamedTuple
 
 from .. import _timefmt as timefmt
-from .._errors import StoreUnavailable
+from .._errors import EventRejected, StoreUnavailable
 from .._event import Event
+from .._isolate import Unproven, isolate
 from ..stores import Store
 from .envelopes import Poison, to_event
 from .publisher import connection_parameters
 
+_jitter = random.Random()  # leaves the global random state alone
 log = logging.getLogger("sealog")
 
 REASON_HEADER: Final = "x-sealog-reason"
@@ -215,32 +217,52 @@ class Consumer:
         self.counts.last_batch_at = timefmt.now()
 
     def _store(self, pairs: Sequence[tuple[Delivery, Event]]) -> bool:
-        """Write; retry outages, isolate an event the store refuses. False if given up at stop."""
-        if not pairs:
-            return True
+        """Write; retry outages, dead-letter only what the store refused for that message alone.
+
+        The same rule as the writer (``_isolate``): a refusal is a message's fault only once a
+        sibling was stored; a store that refuses everything is an outage. False if given up
+        at stop (unacked: the broker redelivers).
+        """
+        delay = BACKOFF_START
+        while pairs:
+            try:
+                return isolate(pairs, self._write_retrying,
+                               lambda pair, reason: self._dead_letter(pair[0], f"the store refused it: {reason}"))
+            except Unproven as exc:
+                if not self._outage(exc, len(pairs)):
+                    return False
+                self._conn.sleep(_jitter.uniform(delay / 2, delay))  # keeps heartbeats flowing
+                delay = min(delay * 2, BACKOFF_CAP)
+        return True
+
+    def _write_retrying(self, pairs: Sequence[tuple[Delivery, Event]]) -> bool:
+        """One store write, retrying outages (and unclassified errors) with backoff."""
         delay = BACKOFF_START
         while True:
             try:
                 added = self.store.write([event for _, event in pairs])
-            except StoreUnavailable as exc:
-                self.counts.store_retries += 1
-                self._note_error(f"store unavailable: {exc}", first=self.counts.store_retries == 1)
-                if self._stopping:
-                    log.warning("sealog consume: stopping while the store is down; "
-                                "%d messages stay in the queue", len(pairs))
+            except EventRejected:
+                raise
+            except Exception as exc:  # StoreUnavailable or unclassified: an outage, never the message's fault
+                if not self._outage(exc, len(pairs)):
                     return False
-                self._conn.sleep(random.uniform(delay / 2, delay))  # keeps heartbeats flowing
+                self._conn.sleep(_jitter.uniform(delay / 2, delay))
                 delay = min(delay * 2, BACKOFF_CAP)
                 continue
-            except Exception as exc:  # not an outage: a bad event is in the batch
-                if len(pairs) == 1:
-                    self._dead_letter(pairs[0][0], f"the store refused it: {type(exc).__name__}: {exc}")
-                    return True
-                middle = len(pairs) // 2
-                return self._store(pairs[:middle]) and self._store(pairs[middle:])
             self.counts.stored += added
             self.counts.duplicates += len(pairs) - added
             return True
+
+    def _outage(self, exc: Exception, waiting: int) -> bool:
+        """Count and log an outage; False when stopping (the messages stay in the queue)."""
+        self.counts.store_retries += 1
+        cause = str(exc) if isinstance(exc, StoreUnavailable) else f"unexpected {type(exc).__name__}: {exc}"
+        self._note_error(f"store unavailable: {cause}", first=self.counts.store_retries == 1)
+        if self._stopping:
+            log.warning("sealog consume: stopping while the store is down; %d messages stay in the queue",
+                        waiting)
+            return False
+        return True
 
     def _dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Publish a copy with the reason, confirmed, before the original is acked."""
@@ -276,7 +298,7 @@ class Consumer:
                 self.connect()
             except (BrokerUnavailable, TopologyConflict) as exc:
                 self.counts.last_error = str(exc)
-                self._sleep(random.uniform(delay / 2, delay))
+                self._sleep(_jitter.uniform(delay / 2, delay))
                 delay = min(delay * 2, BACKOFF_CAP)
                 continue
             self.counts.reconnects += 1

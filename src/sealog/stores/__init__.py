@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .base import ChainHead, Page, Query, Store
+from .._chain import GENESIS, Sealed, seal, verify_chain
+from .base import ChainHead, Page, Query, Store, checked_head
 
 
 def open_store(url: str) -> Store:
@@ -23,4 +24,6 @@ def open_store(url: str) -> Store:
     raise ValueError(f"unknown store URL {url!r}: use sqlite:///path.db or postgresql://...")
 
 
-__all__ = ["ChainHead", "Page", "Query", "Store", "open_store"]
+__all__ = ["GENESIS", "ChainHead", "Page", "Query", "Sealed", "Store", "checked_head", "open_store", "seal",
+           "verify_chain"]
+"""What a Store of your own needs: seal() to extend chains, checked_head() to trust a head."""

@@ -8,7 +8,6 @@ are sealed as COPY streams them, and a replay (known event_ids) is redone withou
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, TypeVar
@@ -22,12 +21,23 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .. import _patterns as patterns
 from .. import _timefmt as timefmt
-from .._canonical import SORTED_FIELDS, canonical_row, canonical_value
+from .._canonical import SORTED_FIELDS, canonical_row, canonical_value, loads
 from .._chain import SCALAR_FIELDS, CanonicalRow, VerifyReport, sealing, verify_chain
-from .._errors import StoreUnavailable
-from .._event import FIELDS, JSON_FIELDS, MAX_SAFE_INT, Event
+from .._errors import EventRejected, SealogError, StoreUnavailable
+from .._event import FIELDS, JSON_FIELDS, Event
 from . import migrations
-from .base import ChainHead, Page, ProgressFn, Query, check_limit, decode_cursor, encode_cursor
+from .base import (
+    API_KEYS_TABLE,
+    ChainHead,
+    Dialect,
+    Page,
+    ProgressFn,
+    Query,
+    check_limit,
+    checked_head,
+    page_of,
+    where,
+)
 
 T = TypeVar("T")
 _TIME = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
@@ -52,11 +62,21 @@ def _select_list(fields: Sequence[str], *, json_as_text: bool = False) -> sql.Co
     return sql.SQL(", ").join(parts)
 
 
-def _loads(text: str | bytes) -> Any:
-    """JSON from jsonb. Integers beyond 2**53 can only have been floats (emit refuses such
-    integers), and jsonb prints 1e21 as 1000000000000000000000: read those back as floats."""
-    return json.loads(text, parse_int=lambda digits: int(digits) if len(digits) < 16 or
-                      abs(int(digits)) <= MAX_SAFE_INT else float(digits))
+_DIALECT: Final = Dialect(time="%s::timestamptz",
+                          pattern=lambda p: ("('.' || action) ~ %s", [patterns.to_posix_regex(p)]))
+
+
+def translate(exc: psycopg.Error) -> SealogError:
+    """The one place where PostgreSQL errors are classified, by SQLSTATE class.
+
+    A data exception (22) or an integrity constraint (23) is about a row; everything else is
+    an outage: connection (08), a read-only standby (25006), a missing table (42P01), no
+    privilege (42501), a wrong password (28), and anything we cannot tell apart.
+    """
+    state = getattr(exc, "sqlstate", None) or ""
+    if state[:2] in ("22", "23"):
+        return EventRejected(f"PostgreSQL: {_first_line(exc)}")
+    return StoreUnavailable(f"PostgreSQL: {_first_line(exc)}")
 
 
 class PostgresStore:
@@ -72,7 +92,7 @@ class PostgresStore:
 
     @staticmethod
     def _configure(conn: psycopg.Connection[Any]) -> None:
-        set_json_loads(_loads, conn)
+        set_json_loads(loads, conn)
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -83,8 +103,19 @@ class PostgresStore:
                 self._opened = True
             with self._pool.connection() as conn:
                 yield conn
-        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
-            raise StoreUnavailable(f"PostgreSQL: {_first_line(exc)}") from exc
+        except PoolTimeout as exc:
+            raise self._why_no_connection(exc) from exc
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
+
+    def _why_no_connection(self, timeout: PoolTimeout) -> StoreUnavailable:
+        """The pool says only that it timed out; one direct attempt names the cause
+        (a wrong password, a database that does not exist, a server that is down)."""
+        try:
+            psycopg.connect(self.url, connect_timeout=max(1, int(self._timeout))).close()
+        except psycopg.Error as exc:
+            return StoreUnavailable(f"PostgreSQL: {_first_line(exc)}")
+        return StoreUnavailable(f"PostgreSQL: {_first_line(timeout)}")
 
     def close(self) -> None:
         if self._opened:
@@ -121,7 +152,7 @@ class PostgresStore:
     def create_roles(self, writer: str, writer_password: str | None,
                      reader: str, reader_password: str | None) -> None:
         """The writer may INSERT and SELECT events (and move chain heads); the reader SELECT only."""
-        tables = ["sealog_events", "sealog_chain_heads", "sealog_migrations"]
+        tables = ["sealog_events", "sealog_chain_heads", "sealog_event_ids", "sealog_migrations"]
         with self._connection() as conn, conn.transaction():
             for role, password in ((writer, writer_password), (reader, reader_password)):
                 exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
@@ -131,16 +162,14 @@ class PostgresStore:
             names = sql.SQL(", ").join(sql.Identifier(t) for t in tables)
             conn.execute(sql.SQL("GRANT SELECT ON {} TO {}, {}").format(
                 names, sql.Identifier(writer), sql.Identifier(reader)))
-            conn.execute(sql.SQL("GRANT INSERT ON sealog_events, sealog_chain_heads TO {}")
+            conn.execute(sql.SQL("GRANT INSERT ON sealog_events, sealog_chain_heads, sealog_event_ids TO {}")
                          .format(sql.Identifier(writer)))
             # Moving a chain head is an UPDATE; the events themselves never are.
             conn.execute(sql.SQL("GRANT UPDATE ON sealog_chain_heads TO {}").format(sql.Identifier(writer)))
             conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION sealog_ensure_partitions(integer) TO {}")
                          .format(sql.Identifier(writer)))
             # `sealog serve` checks API keys as the writer; keys are managed with the owner's URL.
-            from ..server.keys import CREATE_TABLE
-
-            conn.execute(CREATE_TABLE)
+            conn.execute(API_KEYS_TABLE)
             conn.execute(sql.SQL("GRANT SELECT ON sealog_api_keys TO {}").format(sql.Identifier(writer)))
 
     # -- writes ----------------------------------------------------------------------
@@ -149,46 +178,63 @@ class PostgresStore:
         if not events:
             return 0
         tenants = sorted({e.tenant_id for e in events})
-        unique = list({e.event_id: e for e in reversed(events)}.values())[::-1]  # first wins
+        unique = list({(e.tenant_id, e.event_id): e for e in reversed(events)}.values())[::-1]  # first wins
         with self._connection() as conn, conn.transaction():
             conn.execute(
                 "INSERT INTO sealog_chain_heads (tenant_id, seq, hash) SELECT t, 0, repeat('0', 64) "
                 "FROM unnest(%s::text[]) AS t ON CONFLICT (tenant_id) DO NOTHING", (tenants,))
-            heads = {t: (s, h) for t, s, h in conn.execute(
+            locked = {t: (s, h) for t, s, h in conn.execute(
                 "SELECT tenant_id, seq, hash FROM sealog_chain_heads WHERE tenant_id = ANY(%s) "
                 "ORDER BY tenant_id FOR UPDATE", (tenants,))}
-            # Replays are rare (after a crash): try the batch as all new; only when the unique
-            # index reports a known event_id, look the known ones up and seal the rest.
-            # The tenant locks make a concurrent replay of the same ids wait for us.
+            last = {t: (s, h) for t, s, h in conn.execute(
+                "SELECT t, e.seq, e.hash FROM unnest(%s::text[]) AS t CROSS JOIN LATERAL "
+                "(SELECT seq, hash FROM sealog_events WHERE tenant_id = t ORDER BY seq DESC LIMIT 1) AS e",
+                (tenants,))}
+            heads: dict[str, tuple[int, str]] = {}
+            for tenant in tenants:
+                row = locked.get(tenant)
+                head = checked_head(tenant, None if row is None or row[0] == 0 else row, last.get(tenant),
+                                    "PostgreSQL")
+                if head is not None:
+                    heads[tenant] = head
+            # Replays are rare (after a crash): claim the batch's keys as all new; only when the
+            # key table reports a known one, look the known ones up and seal the rest. The
+            # tenant locks make a concurrent replay of the same keys wait for us.
             try:
                 with conn.transaction():
-                    self._copy(conn, unique, dict(heads), heads)
+                    self._copy_keys(conn, unique)
                 fresh = unique
             except psycopg.errors.UniqueViolation:
-                known = {row[0] for row in conn.execute(
-                    "SELECT event_id FROM sealog_events WHERE event_id = ANY(%s)",
-                    ([e.event_id for e in unique],))}
-                fresh = [e for e in unique if e.event_id not in known]
-                self._copy(conn, fresh, dict(heads), heads)
+                known = set(conn.execute(
+                    "SELECT tenant_id, event_id FROM sealog_event_ids k JOIN unnest(%s::text[], %s::text[]) "
+                    "AS b(t, e) ON k.tenant_id = b.t AND k.event_id = b.e",
+                    ([e.tenant_id for e in unique], [e.event_id for e in unique])).fetchall())
+                fresh = [e for e in unique if (e.tenant_id, e.event_id) not in known]
+                self._copy_keys(conn, fresh)
+            self._copy(conn, fresh, heads)
             with conn.cursor() as cur:
                 cur.executemany("UPDATE sealog_chain_heads SET seq = %s, hash = %s WHERE tenant_id = %s",
                                 [(seq, digest, tenant) for tenant, (seq, digest) in heads.items()])
             return len(fresh)
 
     @staticmethod
-    def _copy(conn: psycopg.Connection[Any], events: list[Event], start: dict[str, tuple[int, str]],
-              heads: dict[str, tuple[int, str]]) -> None:
-        """Seal from ``start`` while COPY streams the rows; on success ``heads`` is the new head.
+    def _copy_keys(conn: psycopg.Connection[Any], events: list[Event]) -> None:
+        with conn.cursor() as cur, cur.copy("COPY sealog_event_ids (tenant_id, event_id) FROM STDIN") as copy:
+            for event in events:
+                copy.write_row((event.tenant_id, event.event_id))
+
+    @staticmethod
+    def _copy(conn: psycopg.Connection[Any], events: list[Event], heads: dict[str, tuple[int, str]]) -> None:
+        """Seal, extending ``heads``, while COPY streams the rows.
 
         A writer thread sends the rows, so the server inserts and indexes while Python
         hashes the next ones.
         """
         recorded_at = timefmt.now()
         with conn.cursor() as cur, cur.copy(_COPY_EVENTS, writer=QueuedLibpqWriter(cur)) as copy:
-            for s in sealing(events, start):
+            for s in sealing(events, heads):
                 copy.write_row((*astuple(s.event)[:_N_CONTENT], *map(bytes.decode, s.json.values()),
                                 s.seq, s.prev_hash, s.hash, recorded_at))
-        heads.update(start)
 
     # -- reads -----------------------------------------------------------------------
 
@@ -199,42 +245,11 @@ class PostgresStore:
 
     def query(self, query: Query) -> Page:
         limit = check_limit(query.limit)
-        where: list[sql.Composable] = [sql.SQL("tenant_id = %s")]
-        params: list[Any] = [query.tenant_id]
-        if query.action:
-            prefix, wild = patterns.literal_prefix(query.action)
-            if not wild:
-                where.append(sql.SQL("action = %s"))
-                params.append(prefix)
-            else:
-                if prefix:  # an indexable range before the regex
-                    where.append(sql.SQL("(action = %s OR (action > %s AND action < %s))"))
-                    params += [prefix, prefix + ".", prefix + "/"]
-                where.append(sql.SQL("('.' || action) ~ %s"))
-                params.append(patterns.to_posix_regex(query.action))
-        for column in ("actor_id", "target_id", "outcome", "request_id", "correlation_id"):
-            value = getattr(query, column)
-            if value is not None:
-                where.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
-                params.append(value)
-        if query.since:
-            where.append(sql.SQL("occurred_at >= %s::timestamptz"))
-            params.append(query.since)
-        if query.until:
-            where.append(sql.SQL("occurred_at <= %s::timestamptz"))
-            params.append(query.until)
-        if query.after:
-            occurred_at, seq = decode_cursor(query.after)
-            where.append(sql.SQL("(occurred_at, seq) < (%s::timestamptz, %s)"))
-            params += [occurred_at, seq]
+        condition, params = where(query, _DIALECT)
         statement = sql.SQL("SELECT {} FROM sealog_events WHERE {} ORDER BY occurred_at DESC, seq DESC "
-                            "LIMIT {}").format(_select_list(FIELDS), sql.SQL(" AND ").join(where),
+                            "LIMIT {}").format(_select_list(FIELDS), sql.SQL(condition),  # where(): fixed strings
                                                sql.Literal(limit + 1))
-        events = self._fetch(statement, params, _event)
-        more = len(events) > limit
-        events = events[:limit]
-        last = events[-1] if more else None
-        return Page(events, encode_cursor(last.occurred_at, last.seq or 0) if last else None)
+        return page_of(self._fetch(statement, params, _event), limit)
 
     def get(self, tenant_id: str, event_id: str) -> Event | None:
         statement = sql.SQL("SELECT {} FROM sealog_events WHERE tenant_id = %s AND event_id = %s").format(
@@ -261,27 +276,35 @@ class PostgresStore:
                                    "ORDER BY tenant_id"), (), lambda r: ChainHead(*r))
 
     def verify(self, tenant_id: str | None = None, progress: ProgressFn | None = None) -> VerifyReport:
+        """Heads and rows in one REPEATABLE READ snapshot: a concurrent insert is never an alarm."""
         report = VerifyReport()
-        heads = {h.tenant_id: (h.seq, h.hash) for h in self.heads()}
-        if tenant_id is not None:
-            tenants = [tenant_id]
-        else:  # from the events too, so deleting a head hides nothing
-            stored = self._fetch(sql.SQL("SELECT DISTINCT tenant_id FROM sealog_events"), (), lambda r: r[0])
-            tenants = sorted(set(stored) | heads.keys())
-        for tenant in tenants:
-            verify_chain(tenant, self._stored_rows(tenant), heads.get(tenant), report, progress)
+        with self._connection() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            heads = {t: (s, h) for t, s, h in conn.execute(
+                "SELECT tenant_id, seq, hash FROM sealog_chain_heads WHERE seq > 0")}
+            if tenant_id is not None:
+                tenants = [tenant_id]
+            else:  # from the events too, so deleting a head hides nothing
+                stored = {r[0] for r in conn.execute("SELECT DISTINCT tenant_id FROM sealog_events")}
+                tenants = sorted(stored | heads.keys())
+            for number, tenant in enumerate(tenants):
+                verify_chain(tenant, self._stored_rows(conn, tenant, number), heads.get(tenant), report, progress)
         return report
 
-    def _stored_rows(self, tenant_id: str) -> Iterator[CanonicalRow]:
+    @staticmethod
+    def _stored_rows(conn: psycopg.Connection[Any], tenant_id: str, number: int) -> Iterator[CanonicalRow]:
         statement = sql.SQL("SELECT {}, seq, prev_hash, hash FROM sealog_events WHERE tenant_id = %s "
                             "ORDER BY seq").format(_select_list(SORTED_FIELDS, json_as_text=True))
         n = len(SORTED_FIELDS)
         json_at = [SORTED_FIELDS.index(name) for name in JSON_FIELDS]
-        for row in self._stream(statement, (tenant_id,)):
-            values = list(row[:n])
-            for i in json_at:  # jsonb normalises layout, not meaning: re-canonicalise it
-                values[i] = canonical_value(None if values[i] is None else _loads(values[i]))
-            yield CanonicalRow(canonical_row(values), row[n], row[n + 1], row[n + 2])
+        with conn.cursor(name=f"sealog_verify_{number}") as cursor:
+            cursor.itersize = 2000
+            cursor.execute(statement, (tenant_id,))
+            for row in cursor:
+                values = list(row[:n])
+                for i in json_at:  # jsonb normalises layout, not meaning: re-canonicalise it
+                    values[i] = canonical_value(None if values[i] is None else loads(values[i]))
+                yield CanonicalRow(canonical_row(values), row[n], row[n + 1], row[n + 2])
 
 
 def _event(row: Sequence[Any]) -> Event:

@@ -6,6 +6,7 @@ deduplicated, sealed and inserted while no other thread or process can extend a 
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -13,31 +14,42 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-import msgspec
 from msgspec.structs import astuple
 
 from .. import _patterns as patterns
 from .. import _timefmt as timefmt
-from .._canonical import SORTED_FIELDS, canonical_row
+from .._canonical import SORTED_FIELDS, canonical_row, loads
 from .._chain import SCALAR_FIELDS, CanonicalRow, VerifyReport, seal, verify_chain
-from .._errors import StoreUnavailable
+from .._errors import EventRejected, SealogError, StoreUnavailable
 from .._event import FIELDS, JSON_FIELDS, Event
 from . import migrations
-from .base import ChainHead, Page, ProgressFn, Query, check_limit, decode_cursor, encode_cursor
+from .base import ChainHead, Dialect, Page, ProgressFn, Query, check_limit, checked_head, page_of, where
 
+log = logging.getLogger("sealog")
 _COLUMNS: Final = ", ".join(f'"{name}"' for name in FIELDS)
 _INSERT: Final = f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * len(FIELDS))})"
 _VERIFY_COLUMNS: Final = ", ".join(f'"{n}"' for n in SORTED_FIELDS)
 _CHUNK: Final = 500
 _N_CONTENT: Final = len(SCALAR_FIELDS)
 assert FIELDS[_N_CONTENT : _N_CONTENT + len(JSON_FIELDS)] == JSON_FIELDS  # the row layout below
-_TRANSIENT_WORDS: Final = ("locked", "busy", "unable to open", "readonly", "disk", "i/o", "full")
-_decode_json = msgspec.json.decode
+_REPLAY: Final = "SQLITE_CONSTRAINT_UNIQUE"
+"""The only UNIQUE of events is (tenant_id, event_id): a replay. (tenant_id, seq) is the key."""
 
 
-def _is_transient(exc: sqlite3.Error) -> bool:
-    text = str(exc).lower()
-    return isinstance(exc, sqlite3.OperationalError) and any(w in text for w in _TRANSIENT_WORDS)
+_DIALECT: Final = Dialect(time="%s", pattern=lambda p: ("sealog_match(%s, action)", [p]))
+
+
+def translate(exc: sqlite3.Error, where: object) -> SealogError:
+    """The one place where SQLite errors are classified (by type, never by message words).
+
+    A constraint or a trigger refusing a row (IntegrityError) and a value SQLite cannot
+    take (DataError) are the row's fault; everything else (locked, read-only, no such
+    table, disk full, I/O) is an outage, and so is anything we cannot tell apart.
+    """
+    code = getattr(exc, "sqlite_errorname", "")
+    if isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError) and code != "SQLITE_CONSTRAINT_PRIMARYKEY":
+        return EventRejected(f"{where}: {exc}")
+    return StoreUnavailable(f"{where}: {exc}")
 
 
 def path_from_url(url: str) -> Path:
@@ -94,7 +106,7 @@ class SQLiteStore:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"{self.path}: {exc}") from exc
+            raise translate(exc, self.path) from exc
         return conn
 
     # -- schema ----------------------------------------------------------------------
@@ -120,10 +132,9 @@ class SQLiteStore:
                 )
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
-            if _is_transient(exc):
-                raise StoreUnavailable(f"{self.path}: {exc}") from exc
-            raise
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreUnavailable(f"{self.path}: cannot migrate: {exc}") from exc
 
     # -- writes ----------------------------------------------------------------------
 
@@ -131,11 +142,14 @@ class SQLiteStore:
         # Replays are rare (only after a crash), so first try the batch as all new and
         # look for known event_ids only when the unique index says there are some.
         try:
-            return self._write(events, dedupe=False)
-        except sqlite3.IntegrityError as exc:
-            if "event_id" not in str(exc):
-                raise
-        return self._write(events, dedupe=True)
+            try:
+                return self._write(events, dedupe=False)
+            except sqlite3.IntegrityError as exc:
+                if exc.sqlite_errorname != _REPLAY:
+                    raise
+            return self._write(events, dedupe=True)
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from exc
 
     def _write(self, events: Sequence[Event], *, dedupe: bool) -> int:
         conn = self._transaction()
@@ -153,33 +167,33 @@ class SQLiteStore:
             )
             conn.execute("COMMIT")
             return len(fresh)
-        except BaseException as exc:
+        except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error) and _is_transient(exc):
-                raise StoreUnavailable(f"{self.path}: {exc}") from exc
             raise
 
     @staticmethod
     def _unseen(conn: sqlite3.Connection, events: Sequence[Event]) -> list[Event]:
-        """The events whose ids the store does not hold yet (and each id once)."""
-        ids = [e.event_id for e in events]
-        seen: set[str] = set()
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            sql = f"SELECT event_id FROM events WHERE event_id IN ({','.join('?' * len(chunk))})"
-            seen.update(row[0] for row in conn.execute(sql, chunk))
+        """The events whose (tenant, id) the store does not hold yet, each key once."""
+        seen: set[tuple[str, str]] = set()
+        keys = sorted({(e.tenant_id, e.event_id) for e in events})
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            marks = ",".join("(?, ?)" for _ in chunk)
+            sql = f"SELECT tenant_id, event_id FROM events WHERE (tenant_id, event_id) IN (VALUES {marks})"
+            seen.update(conn.execute(sql, [v for key in chunk for v in key]))
         return _distinct(events, seen)
 
-    @staticmethod
-    def _heads_of(conn: sqlite3.Connection, tenants: set[str]) -> dict[str, tuple[int, str]]:
+    def _heads_of(self, conn: sqlite3.Connection, tenants: set[str]) -> dict[str, tuple[int, str]]:
+        """Each tenant's head, checked against its last event (see ``checked_head``)."""
         heads: dict[str, tuple[int, str]] = {}
-        names = list(tenants)
-        for start in range(0, len(names), _CHUNK):
-            chunk = names[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT tenant_id, seq, hash FROM chain_heads WHERE tenant_id IN ({marks})"
-            heads.update((t, (s, h)) for t, s, h in conn.execute(sql, chunk))
+        for tenant in tenants:
+            row = conn.execute("SELECT seq, hash FROM chain_heads WHERE tenant_id = ?", (tenant,)).fetchone()
+            last = conn.execute("SELECT seq, hash FROM events WHERE tenant_id = ? ORDER BY seq DESC LIMIT 1",
+                                (tenant,)).fetchone()
+            head = checked_head(tenant, row, last, self.path)
+            if head is not None:
+                heads[tenant] = head
         return heads
 
     # -- reads -----------------------------------------------------------------------
@@ -188,48 +202,14 @@ class SQLiteStore:
         try:
             return self._conn().execute(sql, params)
         except sqlite3.Error as exc:
-            if _is_transient(exc) or "no such table" in str(exc):
-                raise StoreUnavailable(f"{self.path}: {exc}") from exc
-            raise
+            raise StoreUnavailable(f"{self.path}: {exc}") from exc
 
     def query(self, query: Query) -> Page:
         limit = check_limit(query.limit)
-        where: list[str] = ["tenant_id = ?"]
-        params: list[Any] = [query.tenant_id]
-        if query.action:
-            prefix, wild = patterns.literal_prefix(query.action)
-            if not wild:
-                where.append("action = ?")
-                params.append(prefix)
-            else:
-                if prefix:
-                    where.append("(action = ? OR (action > ? AND action < ?))")
-                    params += [prefix, prefix + ".", prefix + "/"]
-                where.append("sealog_match(?, action)")
-                params.append(query.action)
-        for column in ("actor_id", "target_id", "outcome", "request_id", "correlation_id"):
-            value = getattr(query, column)
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if query.since:
-            where.append("occurred_at >= ?")
-            params.append(query.since)
-        if query.until:
-            where.append("occurred_at <= ?")
-            params.append(query.until)
-        if query.after:
-            occurred_at, seq = decode_cursor(query.after)
-            where.append("(occurred_at, seq) < (?, ?)")
-            params += [occurred_at, seq]
-        sql = (f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} "
+        condition, params = where(query, _DIALECT)
+        sql = (f"SELECT {_COLUMNS} FROM events WHERE {condition.replace('%s', '?')} "
                f"ORDER BY occurred_at DESC, seq DESC LIMIT {limit + 1}")
-        events = [_event(row) for row in self._read(sql, params)]
-        more = len(events) > limit
-        events = events[:limit]
-        last = events[-1] if more else None
-        cursor = encode_cursor(last.occurred_at, last.seq or 0) if last else None
-        return Page(events, cursor)
+        return page_of([_event(row) for row in self._read(sql, params)], limit)
 
     def get(self, tenant_id: str, event_id: str) -> Event | None:
         sql = f"SELECT {_COLUMNS} FROM events WHERE tenant_id = ? AND event_id = ?"
@@ -251,36 +231,41 @@ class SQLiteStore:
         return [ChainHead(*row) for row in rows]
 
     def verify(self, tenant_id: str | None = None, progress: ProgressFn | None = None) -> VerifyReport:
+        """Heads and rows from one read transaction: a concurrent insert is never a false alarm."""
         report = VerifyReport()
-        heads = {h.tenant_id: (h.seq, h.hash) for h in self.heads()}
-        tenants = [tenant_id] if tenant_id is not None else self._tenants_in_events(heads)
-        for tenant in tenants:
-            verify_chain(tenant, self._stored_rows(tenant), heads.get(tenant), report, progress)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("BEGIN")  # WAL: everything below reads one snapshot
+            heads = {t: (s, h) for t, s, h in conn.execute("SELECT tenant_id, seq, hash FROM chain_heads")}
+            if tenant_id is not None:
+                tenants = [tenant_id]
+            else:  # from the events too, so deleting a head hides nothing
+                stored = {row[0] for row in conn.execute("SELECT DISTINCT tenant_id FROM events")}
+                tenants = sorted(stored | heads.keys())
+            for tenant in tenants:
+                verify_chain(tenant, self._stored_rows(conn, tenant), heads.get(tenant), report, progress)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"{self.path}: {exc}") from exc
+        finally:
+            conn.close()
         return report
 
-    def _tenants_in_events(self, heads: dict[str, tuple[int, str]]) -> list[str]:
-        # Tenants are read from the events themselves too, so deleting a head hides nothing.
-        found = {row[0] for row in self._read("SELECT DISTINCT tenant_id FROM events")}
-        return sorted(found | heads.keys())
-
-    def _stored_rows(self, tenant_id: str) -> Iterator[CanonicalRow]:
+    @staticmethod
+    def _stored_rows(conn: sqlite3.Connection, tenant_id: str) -> Iterator[CanonicalRow]:
         sql = (f"SELECT {_VERIFY_COLUMNS}, seq, prev_hash, hash FROM events "
                "WHERE tenant_id = ? ORDER BY seq")
         n = len(SORTED_FIELDS)
-        conn = sqlite3.connect(self.path, check_same_thread=False)
-        try:
-            for row in conn.execute(sql, (tenant_id,)):
-                yield CanonicalRow(canonical_row(row[:n]), row[n], row[n + 1], row[n + 2])
-        finally:
-            conn.close()
+        for row in conn.execute(sql, (tenant_id,)):
+            yield CanonicalRow(canonical_row(row[:n]), row[n], row[n + 1], row[n + 2])
 
 
-def _distinct(events: Sequence[Event], seen: set[str] | None = None) -> list[Event]:
+def _distinct(events: Sequence[Event], seen: set[tuple[str, str]] | None = None) -> list[Event]:
     seen = set() if seen is None else seen
     fresh = []
     for event in events:
-        if event.event_id not in seen:
-            seen.add(event.event_id)
+        key = (event.tenant_id, event.event_id)
+        if key not in seen:
+            seen.add(key)
             fresh.append(event)
     return fresh
 
@@ -290,7 +275,7 @@ _JSON_INDEX: Final = {FIELDS.index(name) for name in JSON_FIELDS}
 
 def _event(row: Sequence[Any]) -> Event:
     values = {
-        name: (_decode_json(value) if i in _JSON_INDEX else value)
+        name: (loads(value) if i in _JSON_INDEX else value)
         for i, (name, value) in enumerate(zip(FIELDS, row, strict=True))
     }
     return Event(**values)
