@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import sys
@@ -17,6 +18,8 @@ from . import _output as output
 from ._errors import InvalidEvent, InvalidQuery, SealogError, SpoolFull, StoreUnavailable
 from ._event import Event
 from ._log import AuditLog, default_spool_dir, make_query, resolve_url
+from ._redact_cli import redact_check
+from ._spool import HEALTH, spool_problems
 from .stores import Store, open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -271,8 +274,12 @@ def progress(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
 def stats(url: str | None, as_json: bool) -> None:
     """Events per tenant, chain heads, and the local spool's backlog."""
     resolved = resolve_url(url)
+    unreachable = None  # the spool's side is worth showing most when the store is down
     with opened(resolved) as store:
-        heads = store.heads()
+        try:
+            heads = store.heads()
+        except StoreUnavailable as exc:
+            heads, unreachable = [], str(exc)
     spool = default_spool_dir(resolved)
     segments = list(spool.glob("*.seg")) if spool.exists() else []
     backlog = sum(p.stat().st_size for p in segments)
@@ -283,19 +290,41 @@ def stats(url: str | None, as_json: bool) -> None:
             consumers.append(json.loads(record.read_text()))
         except (OSError, ValueError):
             continue
+    writers = []  # each writer's outage cause, while it has one
+    for record in sorted(spool.glob(f"*{HEALTH}")) if spool.exists() else []:
+        with contextlib.suppress(OSError, ValueError):
+            health = json.loads(record.read_text())
+            if health.get("outage"):
+                writers.append(health)
     report: dict[str, Any] = {
         "tenants": [{"tenant_id": h.tenant_id, "events": h.seq, "head": h.hash} for h in heads],
         "spool": {"directory": str(spool), "segments": len(segments), "bytes": backlog,
-                  "quarantined_bytes": quarantine.stat().st_size if quarantine.exists() else 0},
+                  "quarantined_bytes": quarantine.stat().st_size if quarantine.exists() else 0,
+                  "quarantined": _count_lines(quarantine),
+                  "problems": spool_problems(spool)},
+        "writers": writers,
         "consumers": consumers,
+        "store_error": unreachable,
     }
     if as_json:
         click.echo(json.dumps(report, indent=2))
-        return
+    else:
+        _print_stats(report, spool)
+    if unreachable is not None:
+        fail(f"the store could not be reached: {unreachable}", EXIT_UNREACHABLE)
+
+
+def _print_stats(report: dict[str, Any], spool: Path) -> None:
     for head in report["tenants"]:
         click.echo(f"{head['tenant_id']}: {head['events']} events, head {head['head'][:16]}")
-    click.echo(f"spool {spool}: {len(segments)} segments, {backlog} bytes pending")
-    for consumer in consumers:
+    click.echo(f"spool {spool}: {report['spool']['segments']} segments, {report['spool']['bytes']} bytes pending, "
+               f"{report['spool']['quarantined']} quarantined (sealog requeue)")
+    for path, reason in report["spool"]["problems"].items():
+        click.echo(f"spool problem: {path}: {reason}")
+    for writer in report["writers"]:
+        click.echo(f"writer pid {writer.get('pid')}: store unavailable since {writer.get('since')}: "
+                   f"{writer.get('outage')}")
+    for consumer in report["consumers"]:
         fields = ", ".join(f"{k} {v}" for k, v in consumer.items() if not isinstance(v, dict | list))
         click.echo(f"consumer: {fields}")
 
@@ -324,6 +353,42 @@ def demo(url: str | None, events: int) -> None:
             show_table(log.query(tenant, limit=8).events)
     finally:
         log.close()
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        with path.open("rb") as handle:
+            return sum(1 for line in handle if line.strip())
+    except OSError:
+        return 0
+
+
+@main.command()
+@url_option
+@click.option("--spool-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The spool directory holding quarantine.jsonl (else the store's default).")
+def requeue(url: str | None, spool_dir: Path | None) -> None:
+    """Deliver the quarantined events again (after the cause was fixed)."""
+    from ._requeue import requeue as run
+
+    directory = spool_dir or default_spool_dir(resolve_url(url))
+    if not directory.is_dir():
+        fail(f"no spool directory at {directory}")
+    with opened(url) as store:
+        try:
+            result = run(store, directory)
+        except StoreUnavailable as exc:
+            fail(f"the store is unavailable, nothing lost (the events stay in quarantine): {exc}",
+                 EXIT_UNREACHABLE)
+    click.echo(f"requeue: {result.stored} stored, {result.duplicates} already stored, "
+               f"{len(result.kept)} still refused")
+    for reason in result.kept[:10]:
+        click.echo(f"  still refused: {reason}", err=True)
+    if result.kept:
+        sys.exit(EXIT_CHECK_FAILED)
+
+
+main.add_command(redact_check)
 
 
 def _register_optional_commands() -> None:

@@ -10,33 +10,22 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
-
-import msgspec
-from uuid_utils import uuid7
 
 from . import _context as context
 from . import _patterns as patterns
 from . import _timefmt as timefmt
 from ._chain import VerifyReport
 from ._errors import InvalidEvent, InvalidQuery, SealogError
-from ._event import (
-    Event,
-    check_action,
-    check_ip,
-    check_metadata,
-    check_occurred_at,
-    check_outcome,
-    check_proof,
-    check_tenant,
-    encode,
-)
+from ._event import Event, check_metadata, check_outcome, check_tenant
+from ._prepare import CONTEXT_FIELDS, Preparer, pair
 from ._redact import DEFAULT as DEFAULT_REDACTOR
 from ._redact import Redactor
 from ._sinks import LineSink, LocalSink, ProcessSink
-from ._spool import FullPolicy, Spool
+from ._spool import FullPolicy, Spool, spool_target
 from ._writer import Writer
 from .stores import Page, Query, Store, open_store
 
@@ -50,10 +39,8 @@ DEFAULT_URL: Final = "sqlite:///sealog.db"
 WriterMode = Literal["process", "thread"]
 F = TypeVar("F", bound=Callable[..., Any])
 _CACHE_LIMIT: Final = 10_000
-_CONTEXT_FIELDS: Final = (
-    "tenant_id", "actor_type", "actor_id", "target_type", "target_id", "ip_address",
-    "user_agent", "request_id", "correlation_id", "span_id", "parent_event_id", "source",
-)
+TimeBound = str | datetime | timedelta
+"""A query bound: an aware datetime, a timedelta back from now, RFC 3339 text or a span (``2h``)."""
 
 
 def resolve_url(url: str | None) -> str:
@@ -91,11 +78,13 @@ class AuditLog(AbstractContextManager["AuditLog"]):
         self.url = store.url if store is not None else resolve_url(url)
         self.store: Store | None = store
         broker = broker or os.environ.get("SEALOG_BROKER_URL")
-        mode = writer or os.environ.get("SEALOG_WRITER") or ("thread" if store is not None else "process")
+        in_process = store is not None or self.url.startswith("memory:")
+        mode = writer or os.environ.get("SEALOG_WRITER") or ("thread" if in_process else "process")
         if mode not in ("process", "thread"):
             raise ValueError(f"writer must be 'process' or 'thread', not {mode!r}")
-        if store is not None and mode == "process":
-            raise ValueError("a Store object lives in this process: use writer='thread'")
+        if in_process and mode == "process":
+            raise ValueError("an in-memory store lives in this process, where a writer process cannot "
+                             "reach it: use writer='thread'")
         if self.store is None and (not broker or url or os.environ.get("SEALOG_URL")):
             self.store = open_store(self.url)  # opens lazily: reads, and the thread writer
         sink: LineSink
@@ -104,20 +93,20 @@ class AuditLog(AbstractContextManager["AuditLog"]):
         elif broker:
             from .broker.publisher import Publisher
 
-            sink = LocalSink(Publisher(broker, exchange=exchange))
+            sink = Publisher(broker, exchange=exchange)
         else:
             assert self.store is not None
             sink = LocalSink(self.store)
         self.source = source
         self.redactor = redactor
+        self._preparer = Preparer(redactor, source)
         directory = spool_dir or default_spool_dir(broker or self.url)
-        self.spool = Spool(directory, max_bytes=max_spool_bytes, full_policy=spool_full,
+        target = spool_target(broker, exchange) if broker else spool_target(self.url)
+        self.spool = Spool(directory, target=target, max_bytes=max_spool_bytes, full_policy=spool_full,
                            full_timeout=spool_timeout)
         self._sink = sink
         self._migrate = migrate
         self._writer = Writer(self.spool, sink, migrate=migrate)
-        self._tenants: set[str] = set()
-        self._actions: set[str] = set()
         self._closed = False
         self._close_lock = threading.Lock()
         atexit.register(self.close)
@@ -153,52 +142,21 @@ class AuditLog(AbstractContextManager["AuditLog"]):
         after: Any = None,
         occurred_at: Any = None,
         event_id: str | None = None,
-        _prepared: list[tuple[Event, bytes]] | None = None,
     ) -> str:
         """Record one event; returns its event_id once it is in the durable spool.
 
         Raises InvalidEvent for the caller's mistakes only; storage trouble is retried
         in the background and never raised here.
         """
-        try:
-            if actor is not None:
-                actor_type, actor_id = actor  # types are checked by encode
-            if target is not None:
-                target_type, target_id = target
-        except (TypeError, ValueError):
-            raise InvalidEvent("actor" if target is None else "actor/target",
-                               "must be a (type, id) pair of strings") from None
-        scrub = self.redactor.redact
-        event = Event(
-            event_id=str(uuid7()) if event_id is None else event_id,
-            tenant_id=tenant_id,  # type: ignore[arg-type]  # checked below, after the context
-            action=action,  # type: ignore[arg-type]
-            occurred_at=timefmt.now() if occurred_at is None else check_occurred_at(occurred_at),
-            outcome=outcome,  # type: ignore[arg-type]  # checked by encode
-            actor_type=actor_type, actor_id=actor_id, target_type=target_type,
-            target_id=target_id,
-            ip_address=None if ip_address is None else check_ip(ip_address),
-            user_agent=user_agent, request_id=request_id, correlation_id=correlation_id,
-            span_id=span_id, parent_event_id=parent_event_id, source=source or self.source,
-            latency_ms=latency_ms, error_code=error_code,
-            error_message=None if error_message is None else self.redactor.text(error_message),
-            metadata={} if metadata is None else scrub(check_metadata(metadata), "metadata"),
-            proof=None if proof is None else scrub(check_proof(proof), "proof"),
-            before=None if before is None else scrub(before, "before"),
-            after=None if after is None else scrub(after, "after"),
+        event, line = self._preparer.prepare(
+            tenant_id=tenant_id, action=action, actor=actor, target=target, outcome=outcome,
+            actor_type=actor_type, actor_id=actor_id, target_type=target_type, target_id=target_id,
+            ip_address=ip_address, user_agent=user_agent, request_id=request_id,
+            correlation_id=correlation_id, span_id=span_id, parent_event_id=parent_event_id,
+            source=source, latency_ms=latency_ms, error_code=error_code, error_message=error_message,
+            metadata=metadata, proof=proof, before=before, after=after, occurred_at=occurred_at,
+            event_id=event_id,
         )
-        bound = context.current()
-        trace = None if correlation_id is not None or context.trace_ids is None else context.trace_ids()
-        if bound is not None or trace is not None:
-            event = self._enrich(event, bound, trace)
-        if event.tenant_id not in self._tenants:
-            self._remember(self._tenants, check_tenant(event.tenant_id))
-        if action not in self._actions:
-            self._remember(self._actions, check_action(action))
-        line = encode(event)
-        if _prepared is not None:  # validate only: emit_prepared() spools the whole batch
-            _prepared.append((event, line))
-            return event.event_id
         if self._closed:
             raise SealogError("this AuditLog is closed")
         self.spool.append(line)
@@ -209,18 +167,13 @@ class AuditLog(AbstractContextManager["AuditLog"]):
         return event.event_id
 
     def validate_batch(self, batch: list[dict[str, Any]]) -> list[tuple[Event, bytes] | InvalidEvent]:
-        """Each event checked and redacted as emit would, but not spooled."""
+        """Each event prepared as emit would (no context: it came from outside), not spooled."""
         results: list[tuple[Event, bytes] | InvalidEvent] = []
         for index, fields in enumerate(batch):
-            out: list[tuple[Event, bytes]] = []
             try:
-                self.emit(**fields, _prepared=out)
-                results.append(out[0])
+                results.append(self._preparer.prepare_fields(fields))
             except InvalidEvent as exc:
-                exc.index = index
-                results.append(exc)
-            except TypeError as exc:  # an unknown keyword
-                results.append(InvalidEvent("event", str(exc)).at(index))
+                results.append(exc.at(index))
         return results
 
     def spool_prepared(self, prepared: list[tuple[Event, bytes]]) -> list[str]:
@@ -232,27 +185,6 @@ class AuditLog(AbstractContextManager["AuditLog"]):
         self._writer.notify()
         return [event.event_id for event, _ in prepared]
 
-    def _remember(self, cache: set[str], value: str) -> None:
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        cache.add(value)
-
-    def _enrich(self, event: Event, bound: dict[str, Any] | None,
-                trace: tuple[str, str] | None) -> Event:
-        """Fill what the caller left out from the context and the active trace."""
-        changes: dict[str, Any] = {}
-        if bound is not None:
-            for name in _CONTEXT_FIELDS:
-                if getattr(event, name) is None and name in bound:
-                    changes[name] = bound[name]
-            if "metadata" in bound:
-                changes["metadata"] = {**bound["metadata"], **event.metadata}
-        if trace is not None and "correlation_id" not in changes:
-            changes["correlation_id"] = trace[0]
-            if event.span_id is None and "span_id" not in changes:
-                changes["span_id"] = trace[1]
-        return msgspec.structs.replace(event, **changes) if changes else event
-
     def event(self, tenant_id: str | None = None) -> EventBuilder:
         """A fresh fluent builder for one event (never shared: safe across threads)."""
         from ._builder import EventBuilder
@@ -262,12 +194,14 @@ class AuditLog(AbstractContextManager["AuditLog"]):
     def context(self, **fields: Any) -> AbstractContextManager[dict[str, Any]]:
         """Fields for every emit inside the block (threads and asyncio tasks see their own)."""
         if "actor" in fields:
-            fields["actor_type"], fields["actor_id"] = _pair("actor", fields.pop("actor"))
+            fields["actor_type"], fields["actor_id"] = pair("actor", fields.pop("actor"))
         if "target" in fields:
-            fields["target_type"], fields["target_id"] = _pair("target", fields.pop("target"))
-        unknown = set(fields) - {*_CONTEXT_FIELDS, "metadata"}
+            fields["target_type"], fields["target_id"] = pair("target", fields.pop("target"))
+        unknown = set(fields) - {*CONTEXT_FIELDS, "metadata"}
         if unknown:
             raise InvalidEvent(sorted(unknown)[0], "not a field the context can carry")
+        if fields.get("metadata") is not None:
+            check_metadata(fields["metadata"])  # its contents are checked and redacted at each emit
         return context.bind(**fields)
 
     def audited(self, action: str, **fields: Any) -> Callable[[F], F]:
@@ -306,8 +240,12 @@ class AuditLog(AbstractContextManager["AuditLog"]):
     # -- delivery --------------------------------------------------------------------
 
     def flush(self, timeout: float | None = 5.0) -> bool:
-        """True when everything emitted so far (and any dead process's spool) is stored."""
-        return self._writer.flush(timeout, self.spool.appended)
+        """True when everything emitted so far (and any dead process's spool) is stored.
+
+        False while a dead process's spool cannot be read (``stats()["orphan_problems"]``):
+        its events are not stored, so saying True would be a lie.
+        """
+        return self._writer.flush(timeout, self.spool.appended) and not self.spool.orphan_problems
 
     def close(self, timeout: float = 10.0) -> bool:
         """Drain and release; idempotent. What cannot be drained stays in the spool."""
@@ -342,6 +280,8 @@ class AuditLog(AbstractContextManager["AuditLog"]):
             "errors": writer.errors,
             "quarantined": writer.quarantined,
             "recovered_spools": writer.recovered,
+            "orphan_problems": dict(self.spool.orphan_problems),
+            "outage": self._writer.outage,
             "last_error": writer.last_error,
             "last_write_ms": round(writer.last_write_ms, 3),
         }
@@ -360,8 +300,8 @@ class AuditLog(AbstractContextManager["AuditLog"]):
         actor_id: str | None = None,
         target_id: str | None = None,
         outcome: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
+        since: TimeBound | None = None,
+        until: TimeBound | None = None,
         request_id: str | None = None,
         correlation_id: str | None = None,
         limit: int = 100,
@@ -385,34 +325,33 @@ class AuditLog(AbstractContextManager["AuditLog"]):
         return self._reader().verify(tenant_id, progress)
 
 
-def make_query(tenant_id: str, *, since: str | None = None, until: str | None = None,
-               action: str | None = None, outcome: str | None = None, **rest: Any) -> Query:
+def make_query(tenant_id: str, *, since: TimeBound | None = None, until: TimeBound | None = None,
+               action: str | None = None, outcome: str | None = None, limit: int = 100,
+               **rest: str | None) -> Query:
     """Check and normalise query arguments; InvalidQuery names what is wrong."""
     try:
         check_tenant(tenant_id)
+        if outcome is not None:
+            check_outcome(outcome)
     except InvalidEvent as exc:
         raise InvalidQuery(str(exc)) from None
     if action is not None:
+        if not isinstance(action, str):
+            raise InvalidQuery(f"action: a pattern is text, not {type(action).__name__}")
         patterns.check(action)
-    if outcome is not None:
-        try:
-            check_outcome(outcome)
-        except InvalidEvent as exc:
-            raise InvalidQuery(str(exc)) from None
+    for name, value in rest.items():
+        if value is not None and not isinstance(value, str):
+            raise InvalidQuery(f"{name}: must be text, not {type(value).__name__}")
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise InvalidQuery(f"limit: must be a whole number, not {type(limit).__name__}")
     bounds: dict[str, Any] = {}
-    for name, value in (("since", since), ("until", until)):
-        if value is not None:
+    for name, bound in (("since", since), ("until", until)):
+        if bound is not None:
             try:
-                bounds[name] = timefmt.parse_when(value)
+                bounds[name] = timefmt.parse_when(bound)
             except ValueError as exc:
                 raise InvalidQuery(f"{name}: {exc}") from None
-    return Query(tenant_id=tenant_id, action=action, outcome=outcome, **bounds, **rest)
-
-
-def _pair(field: str, value: Any) -> tuple[str, str]:
-    if isinstance(value, tuple | list) and len(value) == 2 and all(isinstance(v, str) for v in value):
-        return value[0], value[1]
-    raise InvalidEvent(field, "must be a (type, id) pair of strings")
+    return Query(tenant_id=tenant_id, action=action, outcome=outcome, limit=limit, **bounds, **rest)
 
 
 _live: weakref.WeakSet[AuditLog] = weakref.WeakSet()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -80,3 +81,102 @@ def test_unroutable_event_is_quarantined_not_dropped(rabbit_url: str, names: Nam
     while (got := amqp.basic_get(names.queue, auto_ack=True))[0] is not None:
         received.add(got[1].message_id)
     assert received == set(routed)
+
+
+# -- one unroutable event in a batch: rejected alone, nothing sent twice ---------------
+
+def batch_lines(count: int, unbound_at: int) -> list[bytes]:
+    """``count`` events routed by ``auth.*`` and, at ``unbound_at``, one no queue is bound for."""
+    from sealog._event import Event, encode
+
+    return [encode(Event(event_id=f"00000000-0000-7000-8000-{i:012d}", tenant_id="acme",
+                         action="billing.refund" if i == unbound_at else "auth.login",
+                         occurred_at="2026-01-01T00:00:00.000000Z")) for i in range(count + 1)]
+
+
+def bound_queue(amqp: Any, names: Names) -> None:
+    amqp.exchange_declare(names.exchange, exchange_type="topic", durable=True)
+    amqp.queue_declare(names.queue, exclusive=True)
+    amqp.queue_bind(names.queue, names.exchange, routing_key="auth.*")
+
+
+def drain(amqp: Any, queue: str) -> list[str]:
+    """Every message id in the queue, in order, duplicates included."""
+    ids = []
+    while (got := amqp.basic_get(queue, auto_ack=True))[0] is not None:
+        ids.append(got[1].message_id)
+    return ids
+
+
+def test_one_unroutable_event_is_rejected_alone_and_the_rest_sent_once(rabbit_url: str, names: Names,
+                                                                       amqp: Any) -> None:
+    """write_lines: 1,001 bound + 1 unbound give 1,001 messages and one rejected line, by index."""
+    from sealog.broker.publisher import Publisher
+
+    bound_queue(amqp, names)
+    lines = batch_lines(1001, unbound_at=500)
+    publisher = Publisher(rabbit_url, exchange=names.exchange)
+    try:
+        added, rejected = publisher.write_lines(lines)
+    finally:
+        publisher.close()
+    assert added == 1001
+    assert [index for index, _ in rejected] == [500]
+    assert "no queue is bound" in rejected[0][1]
+    assert "'billing.refund'" in rejected[0][1]
+    received = drain(amqp, names.queue)
+    assert len(received) == 1001
+    assert set(received) == {json.loads(line)["event_id"] for i, line in enumerate(lines) if i != 500}
+
+
+def test_sink_protocol_retries_skip_what_the_broker_confirmed(rabbit_url: str, names: Names, amqp: Any) -> None:
+    """write() refuses a batch with an unroutable event; the writer's smaller retries send nothing twice."""
+    from sealog._event import decode
+    from sealog._sinks import Rejected
+    from sealog.broker.publisher import Publisher
+
+    bound_queue(amqp, names)
+    events = [decode(line) for line in batch_lines(1001, unbound_at=0)]
+    publisher = Publisher(rabbit_url, exchange=names.exchange)
+    try:
+        with pytest.raises(Rejected, match=r"billing\.refund"):
+            publisher.write(events)
+        # What the writer does next: halves, until the bad event stands alone.
+        with pytest.raises(Rejected):
+            publisher.write(events[:501])
+        assert publisher.write(events[501:]) == 501
+        with pytest.raises(Rejected):
+            publisher.write(events[:1])
+        assert publisher.write(events[1:501]) == 500
+        assert publisher.write(events[1:2]) == 1  # a later replay of a confirmed event: sent again
+    finally:
+        publisher.close()
+    received = drain(amqp, names.queue)
+    assert len(received) == 1002
+    assert Counter(received)[events[1].event_id] == 2
+    assert set(received) == {e.event_id for e in events[1:]}
+
+
+@pytest.mark.allow_sealog_errors
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_a_spooled_batch_with_one_unroutable_event_lands_once_and_quarantines_it(
+        writer: str, rabbit_url: str, names: Names, amqp: Any, tmp_path: Path) -> None:
+    """1,001 bound + 1 unbound in one spooled batch: exactly 1,001 messages, the unbound one quarantined."""
+    from sealog._spool import Spool, spool_target
+
+    bound_queue(amqp, names)
+    spool = tmp_path / "spool"
+    lines = batch_lines(1001, unbound_at=700)
+    dead = Spool(spool, target=spool_target(rabbit_url, names.exchange))
+    for line in lines:  # left by a process that stopped before delivering: recovered as one batch
+        dead.append(line)
+    dead.close()
+    with AuditLog(broker=rabbit_url, exchange=names.exchange, spool_dir=spool, writer=writer) as log:  # type: ignore[arg-type]
+        assert log.flush(60)
+        assert log.stats()["quarantined"] == 1
+    received = drain(amqp, names.queue)
+    assert len(received) == 1001
+    assert set(received) == {json.loads(line)["event_id"] for i, line in enumerate(lines) if i != 700}
+    record = json.loads((spool / QUARANTINE).read_text())
+    assert json.loads(record["line"])["action"] == "billing.refund"
+    assert "no queue is bound" in record["reason"]
