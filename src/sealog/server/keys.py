@@ -19,12 +19,11 @@ from typing import Any
 
 from .. import _timefmt as timefmt
 from .._errors import StoreUnavailable
+from ..stores.base import API_KEYS_TABLE
 from ..stores.sqlite import path_from_url
 
 PREFIX = "slk_"
-CREATE_TABLE = ("CREATE TABLE IF NOT EXISTS sealog_api_keys (key_id TEXT PRIMARY KEY, "
-                "key_hash TEXT NOT NULL UNIQUE, tenant_id TEXT, name TEXT NOT NULL, "
-                "created_at TEXT NOT NULL, revoked_at TEXT)")
+CREATE_TABLE = API_KEYS_TABLE
 
 
 @dataclass(frozen=True)
