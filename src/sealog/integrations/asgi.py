@@ -1,0 +1,72 @@
+"""ASGI middleware: every HTTP request's events carry its request id, client, and caller.
+
+Pure ASGI (no framework import), so it wraps FastAPI, Starlette, Quart, Falcon's ASGI
+app or anything else. The context is a contextvar bound around the app's call: each
+request runs in its own asyncio task, so concurrent requests never see each other's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+from sealog import AuditLog, get_default
+
+from ._request import Pair, RequestFields, add_identity
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]  # any framework's own scope and message types
+
+_WANTED = (b"x-forwarded-for", b"user-agent", b"traceparent")
+
+
+class AuditMiddleware:
+    """Binds ``log.context(...)`` for each HTTP request; see the README's Integrations section.
+
+    ``tenant(scope)`` and ``actor(scope)`` run when the request arrives, so middleware that
+    puts the user in the scope (authentication) must sit outside this one.
+    """
+
+    def __init__(self, app: ASGIApp, *, log: AuditLog | None = None,
+                 tenant: Callable[[Scope], str | None] | None = None,
+                 actor: Callable[[Scope], Pair | None] | None = None,
+                 trusted_proxies: Iterable[str] = (), request_id_header: str = "x-request-id") -> None:
+        self.app = app
+        self.log = log
+        self.tenant = tenant
+        self.actor = actor
+        self.fields = RequestFields(trusted_proxies, request_id_header)
+        self.header = self.fields.header.encode("latin-1")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = self.header
+        found: dict[bytes, str] = {}
+        for name, value in scope.get("headers") or ():
+            if name == header or name in _WANTED:
+                text = value.decode("latin-1")
+                found[name] = f"{found[name]},{text}" if name == b"x-forwarded-for" and name in found else text
+        client = scope.get("client")
+        fields = self.fields.build(client[0] if client else None, found.get(header),
+                                   found.get(b"x-forwarded-for"), found.get(b"user-agent"),
+                                   found.get(b"traceparent"))
+        add_identity(fields, self.tenant(scope) if self.tenant else None,
+                     self.actor(scope) if self.actor else None)
+        echo = (header, fields["request_id"].encode("latin-1"))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or ())
+                if not any(name.lower() == header for name, _ in headers):
+                    headers.append(echo)
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        log = self.log or get_default()
+        with log.context(**fields):
+            await self.app(scope, receive, send_with_id)
