@@ -7,7 +7,6 @@ import hashlib
 import logging
 import os
 import threading
-import weakref
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
@@ -110,7 +109,6 @@ class AuditLog(AbstractContextManager["AuditLog"]):
         self._closed = False
         self._close_lock = threading.Lock()
         atexit.register(self.close)
-        _live.add(self)
 
     # -- emitting --------------------------------------------------------------------
 
@@ -260,7 +258,6 @@ class AuditLog(AbstractContextManager["AuditLog"]):
         shared = isinstance(self._sink, LocalSink) and self._sink.sink is self.store
         if self.store is not None and not shared:
             self.store.close()
-        _live.discard(self)
         return drained
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -352,16 +349,3 @@ def make_query(tenant_id: str, *, since: TimeBound | None = None, until: TimeBou
             except ValueError as exc:
                 raise InvalidQuery(f"{name}: {exc}") from None
     return Query(tenant_id=tenant_id, action=action, outcome=outcome, limit=limit, **bounds, **rest)
-
-
-_live: weakref.WeakSet[AuditLog] = weakref.WeakSet()
-
-
-def _restart_after_fork() -> None:
-    """A forked child gets its own writer; the parent keeps delivering its own queue."""
-    for audit_log in list(_live):
-        if not audit_log._closed:
-            audit_log._writer = Writer(audit_log.spool, audit_log._sink, migrate=audit_log._migrate)
-
-
-os.register_at_fork(after_in_child=_restart_after_fork)

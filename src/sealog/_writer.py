@@ -14,6 +14,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,7 @@ class Writer:
         self.outage: str | None = None
         """The cause while the store refuses writes; None once a write succeeds."""
         self._thread: threading.Thread | None = None
+        _live.add(self)
         self.start()
 
     def start(self) -> None:
@@ -109,6 +111,7 @@ class Writer:
     def stop(self, timeout: float) -> bool:
         """Drain within ``timeout``; what is left stays in the spool for the next process."""
         self._stopping = True
+        _live.discard(self)
         self._abandon_at = time.monotonic() + timeout
         self._wake.set()
         thread = self._thread
@@ -336,3 +339,16 @@ class Writer:
         self.stats.last_error = reason
         log.error("sealog: quarantined an event the store rejected: %s", reason)
         self.spool.quarantine(line, reason)
+
+
+_live: weakref.WeakSet[Writer] = weakref.WeakSet()
+
+
+def _restart_after_fork() -> None:
+    """A forked child gets a fresh writer thread and state (the spool, whose fork hook runs
+    first, already gave it an owner of its own); the parent keeps delivering its own queue."""
+    for writer in list(_live):
+        writer.__init__(writer.spool, writer.sink, migrate=writer._migrate)  # type: ignore[misc]
+
+
+os.register_at_fork(after_in_child=_restart_after_fork)
