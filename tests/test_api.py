@@ -79,7 +79,7 @@ def test_every_contract_field_round_trips_through_get_and_query(audit_log: Audit
     assert content(event) == {
         "event_id": event_id, "tenant_id": "acme", "action": "content.publish", "outcome": "partial",
         "occurred_at": "2026-03-04T05:08:09.123456Z", "actor_type": "agent", "actor_id": "publisher",
-        "target_type": "post", "target_id": "p-1", "ip_address": "2001:db8::1", "user_agent": "ua/1.0",
+        "target_type": "post", "target_id": "p-1", "ip_address": "2001:db8:0:0::1", "user_agent": "ua/1.0",
         "request_id": "r-1", "correlation_id": "c" * 32, "span_id": "d" * 16, "parent_event_id": "parent-1",
         "source": "svc", "latency_ms": 12.5, "error_code": "E1", "error_message": "half done",
         "metadata": {"k": [1, 2.5, None, True, "ü"], "n": {"m": {}}},

@@ -30,7 +30,7 @@ def test_emit_returns_a_uuid7_and_every_field_round_trips(audit_log: AuditLog) -
     event = audit_log.get("acme", event_id)
     assert event is not None
     assert (event.actor_type, event.actor_id, event.target_type, event.target_id) == ("agent", "publisher", "post", "p-1")
-    assert event.ip_address == "2001:db8::1"
+    assert event.ip_address == "2001:db8:0::1"  # kept as given once valid (no re-encoding)
     assert (event.outcome, event.latency_ms, event.error_code, event.error_message) == ("partial", 12.5, "E1", "half done")
     assert event.metadata == {"k": [1, 2.5, None, True]}
     assert event.proof == {"type": "api_response", "data": {"post_id": "ig_1"}}

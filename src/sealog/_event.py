@@ -105,13 +105,16 @@ def check_outcome(value: object) -> str:
 
 
 def check_ip(value: object) -> str | None:
-    """Validated IP text; only text is taken (``ipaddress`` would read the int 5 as 0.0.0.5)."""
+    """The caller's IP text, once checked valid; only text is taken (``ipaddress`` would
+    read the int 5 as 0.0.0.5). Kept as given: re-encoding would turn ``::ffff:1.2.3.4``
+    into ``::ffff:102:304`` and change what the audit trail says."""
     if value is None:
         return None
     if not isinstance(value, str):
         raise InvalidEvent("ip_address", f"must be IP address text, not {type(value).__name__}")
     try:
-        return str(ipaddress.ip_address(value))
+        ipaddress.ip_address(value)
+        return value
     except ValueError:
         raise InvalidEvent("ip_address", f"{value[:60]!r} is not an IP address") from None
 

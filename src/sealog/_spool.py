@@ -265,6 +265,42 @@ class Spool:
             self.appended += 1
             self._dirty = True
 
+    def append_all(self, lines: list[bytes]) -> None:
+        """Write a batch as one record: every line durable, or none of them (SpoolFull).
+
+        HTTP ingest promises all or nothing. Room for the whole batch is waited for first,
+        then one ``write`` adds it; a failed or short write is cut off again (the file is
+        truncated back), so neither this process nor a later claim reads half a batch.
+        """
+        data = b"".join(line + b"\n" for line in lines)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this spool is closed")
+            if len(data) > self.max_bytes:
+                raise SpoolFull(f"a batch of {len(data)} bytes can never fit the spool's cap of {self.max_bytes}")
+            if self.bytes + len(data) > self.max_bytes:
+                self._make_room(len(data))
+            segment = self._active
+            if segment.size >= self.segment_bytes:
+                segment.sealed = True
+                segment = self._active = self._new_segment()
+            try:
+                written = os.write(segment.fd, data)
+                failure = "a short write"
+            except OSError as exc:
+                written, failure = -1, str(exc)
+            if written != len(data):
+                with contextlib.suppress(OSError):
+                    os.ftruncate(segment.fd, segment.size)
+                segment.sealed = True
+                self._active = self._new_segment()
+                raise SpoolFull(f"cannot write to the spool {self.directory}: {failure}")
+            segment.size += len(data)
+            segment.pending += len(lines)
+            self.bytes += len(data)
+            self.appended += len(lines)
+            self._dirty = True
+
     def _make_room(self, size: int) -> None:
         if self.full_policy == "block":
             deadline = time.monotonic() + self.full_timeout

@@ -8,12 +8,22 @@ turns the redelivery into nothing. A message that cannot become an event is acke
 after its copy, with the reason in ``x-sealog-reason``, is safe in the dead-letter queue,
 so one bad body can neither be lost nor loop forever.
 
+A message that kills the process outright (no exception to catch: a segfault, the OOM
+killer) comes back with the ``redelivered`` flag. Each redelivered message's attempts
+are counted in a small file written *before* it is handled, so the count survives the
+crash it counts. From the second attempt on, redelivered messages are handled one by
+one, which isolates the killer from its innocent batch mates; at ``MAX_ATTEMPTS`` it is
+dead-lettered unread, with the reason, and the consumer carries on. A quorum queue's
+``x-delivery-count`` header counts too.
+
 pika's blocking API fits: one process, one thread, one connection with two channels
 (consume; confirmed dead-letter publishes).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -40,6 +50,8 @@ BACKOFF_START: Final = 0.1
 BACKOFF_CAP: Final = 5.0
 STOP_POLL: Final = 0.2
 """How often an idle consumer looks at the stop flag: the bound on SIGTERM latency."""
+MAX_ATTEMPTS: Final = 3
+"""Deliveries during which the process died before a message is dead-lettered unread."""
 
 
 class BrokerUnavailable(Exception):
@@ -64,6 +76,8 @@ class Settings:
     prefetch: int = 1000
     stats_file: Path | None = None
     stats_interval: float = 30.0
+    attempts_file: Path | None = None
+    """Attempt counts of redelivered messages [default: beside the stats file; else in memory]."""
 
 
 @dataclass
@@ -89,6 +103,80 @@ class Delivery(NamedTuple):
     exchange: str
     properties: Any
     body: bytes
+    redelivered: bool = False
+
+    @property
+    def key(self) -> str:
+        """Who this message is, across redeliveries: its body and message id."""
+        digest = hashlib.sha256(self.body)
+        digest.update(b"\0" + str(self.properties.message_id or "").encode())
+        return digest.hexdigest()[:32]
+
+    @property
+    def broker_count(self) -> int:
+        """A quorum queue's own count of earlier deliveries (``x-delivery-count``), else 0."""
+        count = (self.properties.headers or {}).get("x-delivery-count", 0)
+        return count if isinstance(count, int) and not isinstance(count, bool) else 0
+
+
+class Attempts:
+    """How often each redelivered message was being handled when the process died.
+
+    Kept in a JSON file replaced atomically (and fsynced) before the messages are
+    handled; entries leave when their message is acked. Only redelivered messages are
+    recorded, so the normal path never touches the file.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.counts: dict[str, int] = {}
+        if path is not None:
+            with contextlib.suppress(OSError, ValueError):
+                loaded = json.loads(path.read_text())
+                self.counts = {str(k): int(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
+
+    def seen(self, delivery: Delivery) -> int:
+        """Attempts counted so far (by us, or by a quorum queue)."""
+        return max(self.counts.get(delivery.key, 0), delivery.broker_count)
+
+    def begin(self, deliveries: Sequence[Delivery]) -> dict[str, int]:
+        """Count one more attempt for each redelivered message; returns the counts, saved."""
+        for d in deliveries:
+            self.counts[d.key] = max(self.counts.get(d.key, 0), d.broker_count) + 1
+        self._save()
+        return {d.key: self.counts[d.key] for d in deliveries}
+
+    def forgive(self, deliveries: Sequence[Delivery]) -> None:
+        """Undo ``begin``: the process did not die, the broker connection did (or we stopped)."""
+        changed = False
+        for d in deliveries:
+            if self.counts.get(d.key, 0) > 0:
+                self.counts[d.key] -= 1
+                changed = True
+        if changed:
+            self._save()
+
+    def done(self, deliveries: Sequence[Delivery]) -> None:
+        removed = [self.counts.pop(d.key, None) for d in deliveries]
+        if any(count is not None for count in removed):
+            self._save()
+
+    def _save(self) -> None:
+        self.counts = {k: v for k, v in self.counts.items() if v > 0}
+        if self.path is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, json.dumps(self.counts).encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            tmp.replace(self.path)
+        except OSError as exc:  # counting is a safety net; it must not stop consumption
+            log.warning("sealog consume: cannot write the attempts file %s: %s", self.path, exc)
 
 
 def _broker_errors() -> tuple[type[BaseException], ...]:
@@ -111,6 +199,10 @@ class Consumer:
         self._pending: list[Delivery] = []
         self._first_at = 0.0
         self._last_report = time.monotonic()
+        attempts = settings.attempts_file
+        if attempts is None and settings.stats_file is not None:
+            attempts = settings.stats_file.with_name(settings.stats_file.stem + ".attempts.json")
+        self.attempts = Attempts(attempts)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -175,7 +267,7 @@ class Consumer:
         if not self._pending:
             self._first_at = time.monotonic()
         self._pending.append(Delivery(method.delivery_tag, method.routing_key, method.exchange,
-                                      properties, body))
+                                      properties, body, bool(method.redelivered)))
         self.counts.received += 1
 
     # -- the loop ----------------------------------------------------------------------
@@ -197,10 +289,61 @@ class Consumer:
                 self.report()
 
     def _flush(self) -> None:
-        """Dead-letter the poison, store the rest in one transaction, then ack everything."""
+        """Handle the batch in hand; redelivered messages are counted first (see the module doc)."""
         batch, self._pending = self._pending, []
         if not batch:
             return
+        again = [d for d in batch if d.redelivered or d.broker_count]
+        if not again:
+            self._handle(batch)
+            return
+        begun: list[Delivery] = []
+        acked: list[Delivery] = []
+        try:
+            if max(self.attempts.seen(d) for d in again) == 0:  # a first redelivery: as a batch
+                begun = again
+                self.attempts.begin(again)
+                if self._handle(batch):
+                    acked = batch
+                return
+            # A batch died before: one message at a time, each counted just before it is handled,
+            # so only the one that kills the process is counted again.
+            counted = {id(d) for d in again}
+            for delivery in batch:
+                if id(delivery) not in counted:
+                    if not self._handle([delivery]):
+                        break
+                    continue
+                begun, acked = [delivery], []
+                if (n := self.attempts.begin(begun)[delivery.key]) >= MAX_ATTEMPTS:
+                    self._dead_letter(delivery, f"delivered {n} times and the consumer process died while "
+                                                "handling it: dead-lettered unread to end a crash loop")
+                    self._channel.basic_ack(delivery.tag)
+                elif not self._handle(begun):
+                    break
+                acked = begun
+                self._settle(begun, acked)  # acked: its count goes now, before a later message can kill us
+        except _broker_errors():
+            self._settle(begun, acked)  # the connection died, not the process: no attempt used up
+            raise
+        except BaseException:  # ends the process, like a crash: its counts stand, as they should
+            begun = []
+            raise
+        finally:
+            if begun:
+                self._settle(begun, acked)
+
+    def _settle(self, begun: list[Delivery], acked: list[Delivery]) -> None:
+        handled = {id(d) for d in acked}
+        self.attempts.done([d for d in begun if id(d) in handled])
+        self.attempts.forgive([d for d in begun if id(d) not in handled])  # a lost connection, or a stop
+        begun.clear()  # settled once only: _flush's finally sees an empty list
+
+    def _handle(self, batch: list[Delivery]) -> bool:
+        """Dead-letter the poison, store the rest in one transaction, then ack everything.
+
+        False when stopping during a store outage: nothing acked, the broker redelivers.
+        """
         good: list[tuple[Delivery, Event]] = []
         for delivery in batch:
             try:
@@ -211,10 +354,11 @@ class Consumer:
                 continue
             good.append((delivery, event))
         if not self._store(good):
-            return  # stopping during a store outage: unacked, so the broker redelivers them
+            return False  # stopping during a store outage: unacked, so the broker redelivers them
         self._channel.basic_ack(batch[-1].tag, multiple=True)
         self.counts.batches += 1
         self.counts.last_batch_at = timefmt.now()
+        return True
 
     def _store(self, pairs: Sequence[tuple[Delivery, Event]]) -> bool:
         """Write; retry outages, dead-letter only what the store refused for that message alone.

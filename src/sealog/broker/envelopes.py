@@ -8,14 +8,16 @@ would have refused, nor a secret that emit would have scrubbed.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
+from itertools import accumulate
 from typing import Any, Final
 
 import msgspec
 
 from .._errors import InvalidEvent
 from .._event import FIELDS, SEAL_FIELDS, Event
-from .._prepare import Preparer
+from .._prepare import MAX_DEPTH, Preparer
 from .._redact import DEFAULT as DEFAULT_REDACTOR
 
 NAMESPACE: Final = uuid.UUID("6f1e8a52-3c0b-5d7e-9a41-2b8c5e0f7d13")
@@ -25,10 +27,39 @@ _ACCEPTED: Final = frozenset(FIELDS) - frozenset(SEAL_FIELDS)
 _NUMERIC_IDS: Final = ("event_id", "actor_id", "target_id", "tenant_id")
 _decode_json = msgspec.json.decode
 DEFAULT_PREPARER: Final = Preparer(DEFAULT_REDACTOR)
+MAX_MESSAGE_BYTES: Final = 1 << 20
+"""A body over this is refused before decoding: one event encodes to at most 64 KiB."""
+MAX_NESTING: Final = MAX_DEPTH + 8
+"""Brackets a body may nest: the pipeline's limit for JSON values, plus the envelopes around them."""
+
+_STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*+(?:"|\Z)', re.S)
+"""A JSON string, or an unterminated one up to the end: linear, never backtracks."""
+_NOT_BRACKETS: Final = bytes(range(256)).translate(None, b"[]{}")
+_STEP: Final = [1 if c in b"[{" else -1 if c in b"]}" else 0 for c in range(256)]
+_CHUNK: Final = 1 << 16
 
 
 class Poison(ValueError):
     """A message that cannot become an event; its text is the dead-letter reason."""
+
+
+def too_deep(body: bytes, limit: int = MAX_NESTING) -> bool:
+    """Whether JSON text nests brackets deeper than ``limit``, found without decoding it.
+
+    Decoders recurse once per level; measuring first keeps hostile nesting away from them.
+    Everything runs in C (a regex, ``translate``, ``accumulate``); it stops at the first
+    chunk that goes too deep, and costs nothing for a body with few brackets.
+    """
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    level = 0
+    for start in range(0, len(brackets), _CHUNK):
+        levels = list(accumulate(map(_STEP.__getitem__, brackets[start:start + _CHUNK]), initial=level))
+        if max(levels) > limit:
+            return True
+        level = levels[-1]
+    return False
 
 
 def derived_id(body: bytes) -> str:
@@ -41,7 +72,25 @@ def to_event(body: bytes, *, default_tenant: str | None = None, message_id: str 
     """The checked, redacted event a message body stands for; raises Poison with the reason.
 
     The event_id is the body's own, else the AMQP ``message_id``, else derived from the body.
+    Nothing else escapes: whatever goes wrong while reading or checking a body is the
+    body's dead-letter reason, so no message can stop the consumer.
     """
+    try:
+        return _to_event(body, default_tenant, message_id, preparer)
+    except Poison:
+        raise
+    except Exception as exc:  # a checking path we did not foresee: still this body's fault
+        raise Poison(f"cannot read the message: {type(exc).__name__}: {str(exc)[:300]}") from None
+
+
+def _to_event(body: bytes, default_tenant: str | None, message_id: str | None, preparer: Preparer) -> Event:
+    if not isinstance(body, bytes | bytearray | memoryview):
+        raise Poison(f"body is {type(body).__name__}, not bytes")
+    body = bytes(body)
+    if len(body) > MAX_MESSAGE_BYTES:
+        raise Poison(f"body of {len(body)} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")
+    if too_deep(body):
+        raise Poison(f"body nests deeper than {MAX_NESTING} levels")
     try:
         data = _decode_json(body)
     except (msgspec.DecodeError, RecursionError) as exc:

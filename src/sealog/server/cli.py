@@ -14,12 +14,30 @@ from .._log import resolve_url
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--demo", is_flag=True, help="Seed a demo tenant with events and print a key for it.")
-def serve(url: str | None, host: str, port: int, demo: bool) -> None:
+@click.option("--header-timeout", default=10.0, show_default=True, type=click.FloatRange(0.1),
+              help="Seconds for a request line and headers to arrive; slower connections are closed.")
+@click.option("--body-timeout", default=30.0, show_default=True, type=click.FloatRange(0.1),
+              help="Seconds for a request body to arrive once its headers have (else 408).")
+@click.option("--keep-alive-timeout", default=5, show_default=True, type=click.IntRange(1),
+              help="Seconds an idle keep-alive connection stays open.")
+@click.option("--max-connections", default=1000, show_default=True, type=click.IntRange(1),
+              help="Open connections beyond which new requests get 503.")
+@click.option("--secure-cookies", is_flag=True,
+              help="Mark the session cookie Secure on every request (behind a TLS proxy); "
+                   "requests that came over TLS always get it.")
+@click.option("--ssl-certfile", default=None, type=click.Path(exists=True, dir_okay=False), help="Serve HTTPS.")
+@click.option("--ssl-keyfile", default=None, type=click.Path(exists=True, dir_okay=False))
+@click.option("--verifier-key", envvar="SEALOG_VERIFIER_KEY", default=None,
+              help="Checks checkpoint signatures in the viewer (the key's text or a file holding it).")
+def serve(url: str | None, host: str, port: int, demo: bool, header_timeout: float, body_timeout: float,
+          keep_alive_timeout: int, max_connections: int, secure_cookies: bool, ssl_certfile: str | None,
+          ssl_keyfile: str | None, verifier_key: str | None) -> None:
     """HTTP API and viewer, with the writer in this process."""
     try:
         import uvicorn
 
         from .app import create_app
+        from .guard import Limits, server_config
     except ImportError as exc:
         click.echo(f"sealog: `serve` needs the server extra (pip install 'sealog[server]'): {exc}", err=True)
         sys.exit(2)
@@ -42,8 +60,14 @@ def serve(url: str | None, host: str, port: int, demo: bool) -> None:
                 log.flush(30)
             _, secret = keys.create("acme", "demo")
             click.echo(f"demo tenant 'acme', API key: {secret}")
-        click.echo(f"sealog: serving {log.url.split('@')[-1]} on http://{host}:{port}/  (API, viewer, /openapi.json)")
-        uvicorn.run(create_app(log, keys), host=host, port=port, log_level="warning")
+        limits = Limits(header_timeout=header_timeout, body_timeout=body_timeout, keep_alive=keep_alive_timeout,
+                        max_connections=max_connections)
+        scheme = "https" if ssl_certfile else "http"
+        click.echo(f"sealog: serving {log.url.split('@')[-1]} on {scheme}://{host}:{port}/  "
+                   "(API, viewer, /openapi.json)")
+        app = create_app(log, keys, limits=limits, secure_cookies=secure_cookies, verifier_key=verifier_key)
+        uvicorn.Server(server_config(app, host, port, limits, log_level="warning", ssl_certfile=ssl_certfile,
+                                     ssl_keyfile=ssl_keyfile)).run()
     finally:
         log.close()
 

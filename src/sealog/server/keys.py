@@ -20,7 +20,7 @@ from typing import Any
 from .. import _timefmt as timefmt
 from .._errors import StoreUnavailable
 from ..stores.base import API_KEYS_TABLE
-from ..stores.sqlite import path_from_url
+from ..stores.sqlite import create_private, path_from_url
 
 PREFIX = "slk_"
 CREATE_TABLE = API_KEYS_TABLE
@@ -61,6 +61,7 @@ class KeyStore:
                 with psycopg.connect(self.url, autocommit=True) as conn:
                     yield conn.cursor()
             else:
+                create_private(path_from_url(self.url))
                 lite = sqlite3.connect(path_from_url(self.url), isolation_level=None)
                 try:
                     yield lite.cursor()
