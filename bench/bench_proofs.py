@@ -1,4 +1,4 @@
-"""Checkpoint and proof time at 10^4, 10^5 and 10^6 events in one tenant (the pure part: no database).
+"""Checkpoint and proof time at 10^4, 10^5 and 10^6 events in one tenant (pure, and through SQLite); writer throughput.
 
 One tree grows to 10^6 synthetic events (canonical-looking JSON of ~190 bytes). As a writer
 would, a RightEdge takes each leaf hash and the subtrees it completes at levels 8, 16, ... are
@@ -18,6 +18,16 @@ prefixes, measured alternately so the shared machine's noise hits all sizes alik
 
 It reports the median time, the tile reads and events re-hashed per operation, and the
 ratio between sizes. Bar: each ratio <= 2.0 (logarithmic growth is ~1.2 per 10x); goal <= 1.5.
+
+Then the same through a real SQLite store (SQLiteStore.write grows one tenant to 10^6 events, its
+tree rows written in the events' transactions), at each size n: a checkpoint (the root of n events
+from the stored rows, signed with Ed25519 and kept in the checkpoints table, as ``sealog checkpoint``
+does), an inclusion proof of a random event against n, and a consistency proof from a random older
+size, each from a fresh read (no cache but SQLite's pages). Same bars on the ratios.
+
+Last, the writer's throughput (emit to stored, through the default writer process, four tenants)
+with automatic checkpoints on (a signing key, checkpoint_every=2 s: several signing rounds per run,
+30 times as often as the 60 s default) versus off, runs alternated. Bar: on / off >= 0.95.
 """
 
 from __future__ import annotations
@@ -28,7 +38,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from common import Bar, header, median, parser, table, verdict
+from common import TENANTS, Bar, event_kwargs, header, median, parser, sqlite_url, table, temp_dir, verdict
+from sealog import AuditLog, Event
 from sealog._merkle import (
     RightEdge,
     TiledHashes,
@@ -40,6 +51,7 @@ from sealog._merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from sealog._note import Signer, format_checkpoint, generate_key, sign
 
 
 def event(i: int) -> bytes:
@@ -123,11 +135,118 @@ def measure(tree: Tree, sizes: list[int], rounds: int, rng: random.Random) -> di
     return samples
 
 
+def store_event(i: int) -> Event:
+    return Event(event_id=f"0190c0de-{i:012d}", tenant_id="acme", action="tool.call", actor_type="user",
+                 actor_id=f"u-{i % 997}", occurred_at="2026-01-02T03:04:05.000000Z", metadata={"attempt": i % 5})
+
+
+def store_level(sizes: list[int], rounds: int, rng: random.Random) -> list[Bar]:
+    """Checkpoint and proofs through SQLiteStore at each size (prefixes of one tenant), alternated."""
+    from sealog.stores.sqlite import SQLiteStore
+
+    signer = Signer.from_text(generate_key("bench.example")[0])
+    with temp_dir() as directory:
+        store = SQLiteStore(sqlite_url(directory / "proofs.db"))
+        store.migrate()
+        started = time.perf_counter()
+        for start in range(0, sizes[-1], 5000):
+            store.write([store_event(i) for i in range(start, min(sizes[-1], start + 5000))])
+        grown = time.perf_counter() - started
+        nodes = store._read("SELECT count(*) FROM tree_nodes").fetchone()[0]
+        print(f"   SQLite: wrote {sizes[-1]:,} events in {grown:.1f} s ({sizes[-1] / grown:,.0f}/s, tree rows "
+              f"included); {nodes:,} tree rows\n")
+
+        def checkpoint(n: int) -> None:
+            root = store.tree_root("acme", n)
+            store.add_checkpoint("acme", n, root, sign(format_checkpoint("bench/acme", n, root), signer))
+
+        def inclusion(n: int) -> None:
+            index = rng.randrange(n)
+            root = store.tree_root("acme", n)
+            proof = store.inclusion_proof("acme", f"0190c0de-{index:012d}", n)
+            verify_inclusion(leaf_hash(store_canonical(index)), index, n, proof.hashes, root)
+
+        def consistency(n: int) -> None:
+            m = rng.randrange(1, n)
+            verify_consistency(m, n, store.consistency_proof("acme", m, n), store.tree_root("acme", m),
+                               store.tree_root("acme", n))
+
+        ops: dict[str, Callable[[int], None]] = {"checkpoint (root + sign + store)": checkpoint,
+                                                 "inclusion proof + verify": inclusion,
+                                                 "consistency proof + verify": consistency}
+        samples: dict[tuple[str, int], list[float]] = {}
+        order = list(sizes)
+        for _ in range(rounds):
+            for n in order:
+                for name, run in ops.items():
+                    began = time.perf_counter()
+                    run(n)
+                    samples.setdefault((name, n), []).append((time.perf_counter() - began) * 1000)
+            order = order[1:] + order[:1]
+        store.close()
+    ms = {key: median(values) for key, values in samples.items()}
+    table(("operation (SQLite store)", "events in tree", "median ms"), [(op, n, ms[op, n]) for op in ops for n in sizes])
+    ratio_rows, bars = [], []
+    for op in ops:
+        ratios = [ms[op, b] / ms[op, a] for a, b in itertools.pairwise(sizes)]
+        ratio_rows.append((op, *ratios))
+        bars += [Bar(f"SQLite {op}, {b:,} / {a:,}", r, 2.0, 1.5, higher_is_better=False)
+                 for (a, b), r in zip(itertools.pairwise(sizes), ratios, strict=True)]
+    table(("operation (SQLite store)", *(f"{b:,} / {a:,}" for a, b in itertools.pairwise(sizes))), ratio_rows)
+    return bars
+
+
+def store_canonical(i: int) -> bytes:
+    from sealog.stores.base import event_canonical
+
+    return event_canonical(store_event(i))
+
+
+def writer_throughput(events: int, rounds: int, every: float) -> Bar:
+    """Emit-to-stored events/s through the writer process, automatic checkpoints on vs off, alternated."""
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    signed = 0
+    with temp_dir() as directory:
+        key = directory / "signer.key"
+        key.write_text(generate_key("bench.example")[0])
+        for number in range(rounds * 2):
+            auto = number % 2 == 1
+            url = sqlite_url(directory / f"writer-{number}.db")
+            log = AuditLog(url, spool_dir=directory / f"spool-{number}", signing_key=key if auto else None,
+                           checkpoint_every=every)
+            log.emit(**event_kwargs(0))  # start the writer process and migrate, untimed
+            assert log.flush(30)
+            started = time.perf_counter()
+            for i in range(1, events + 1):
+                log.emit(**event_kwargs(i))
+            assert log.flush(120)
+            rates[auto].append(events / (time.perf_counter() - started))
+            if auto:
+                store = log._tree()
+                signed += sum(1 for t in TENANTS if store.latest_checkpoint(t) is not None)
+            log.close()
+    off, on = median(rates[False]), median(rates[True])
+    table(("writer (process), SQLite", "events/s (median)", "runs"),
+          [("automatic checkpoints off", off, rounds), (f"automatic checkpoints on (every {every:g} s)", on, rounds)])
+    print(f"   tenants with an automatic checkpoint at the end of the 'on' runs: {signed} of {len(TENANTS) * rounds}\n")
+    return Bar("writer throughput, checkpoints on / off", on / off, 0.95, 1.0, higher_is_better=True)
+
+
 def main() -> int:
     args = parser(__doc__).parse_args()
     sizes = [10**3, 10**4, 10**5] if args.quick else [10**4, 10**5, 10**6]
     rounds = 50 if args.quick else 300
-    header("checkpoint and proof time vs tree size (in-memory rows)", args.quick, sizes=sizes, rounds=rounds)
+    bars = pure(args.quick, sizes, rounds)
+    header("checkpoint and proof time vs tree size (SQLite store)", args.quick, sizes=sizes)
+    bars += store_level(sizes, 10 if args.quick else 40, random.Random(12))
+    events = 5000 if args.quick else 30_000
+    header("writer throughput with automatic checkpoints", args.quick, events=events)
+    bars.append(writer_throughput(events, 2 if args.quick else 4, 1.0 if args.quick else 2.0))
+    return verdict(bars, args.check)
+
+
+def pure(quick: bool, sizes: list[int], rounds: int) -> list[Bar]:
+    header("checkpoint and proof time vs tree size (in-memory rows)", quick, sizes=sizes, rounds=rounds)
     tree = Tree()
     started = time.perf_counter()
     tree.grow_to(sizes[-1])
@@ -147,7 +266,7 @@ def main() -> int:
             bars += [Bar(f"{op}, {b:,} / {a:,}", r, 2.0, 1.5, higher_is_better=False)
                      for (a, b), r in zip(itertools.pairwise(sizes), ratios, strict=True)]
     table(("operation", *(f"{b:,} / {a:,}" for a, b in itertools.pairwise(sizes))), ratio_rows)
-    return verdict(bars, args.check)
+    return bars
 
 
 if __name__ == "__main__":

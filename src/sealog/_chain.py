@@ -38,6 +38,8 @@ class Sealed(NamedTuple):
     seq: int
     prev_hash: str
     hash: str
+    canonical: bytes = b""
+    """The RFC 8785 bytes the link hashed: the Merkle leaf covers the same bytes."""
 
 
 def seal(events: Iterable[Event], heads: dict[str, tuple[int, str]]) -> list[Sealed]:
@@ -55,9 +57,10 @@ def sealing(events: Iterable[Event], heads: dict[str, tuple[int, str]]) -> Itera
         for i, name in _SORTED_JSON:
             ordered[i] = raw[name]
         seq, prev = heads.get(event.tenant_id, (0, GENESIS))
-        digest = link(prev, canonical_row(ordered))
+        canonical = canonical_row(ordered)
+        digest = link(prev, canonical)
         heads[event.tenant_id] = (seq + 1, digest)
-        yield Sealed(event, raw, seq + 1, prev, digest)
+        yield Sealed(event, raw, seq + 1, prev, digest, canonical)
 
 
 _SORTED_AT: Final = tuple(FIELDS.index(name) for name in SORTED_FIELDS)

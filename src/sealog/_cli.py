@@ -5,22 +5,26 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import IO, Any, NoReturn, TypeVar
 
 import click
 
+from . import _checkpoints as ckpt
 from . import _output as output
 from ._errors import InvalidEvent, InvalidQuery, SealogError, SpoolFull, StoreUnavailable
 from ._event import Event
 from ._log import AuditLog, default_spool_dir, make_query, resolve_url
+from ._note import Checkpoint, valid_name
 from ._redact_cli import redact_check
 from ._spool import HEALTH, spool_problems
 from .stores import Store, open_store
+from .stores.base import TreeStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
@@ -50,6 +54,17 @@ class Group(click.Group):
 def url_option(func: F) -> F:
     return click.option("--url", envvar="SEALOG_URL", default=None,
                         help="Store URL (else SEALOG_URL, else sqlite:///sealog.db).")(func)
+
+
+def log_name_option(func: F) -> F:
+    return click.option("--log-name", envvar="SEALOG_LOG_NAME", default=None,
+                        help="The log's name, the first part of each checkpoint's origin (default: sealog).")(func)
+
+
+def signing_key_option(func: F) -> F:
+    return click.option("--signing-key", envvar="SEALOG_SIGNING_KEY", default=None,
+                        type=click.Path(exists=True, dir_okay=False),
+                        help="The signer key file (sealog keygen); else SEALOG_SIGNING_KEY.")(func)
 
 
 @contextmanager
@@ -218,17 +233,178 @@ def tail(url: str | None, tenant: str, action: str | None, from_start: bool, int
 @main.command()
 @url_option
 @click.option("--tenant", default=None, help="Only this tenant (default: every chain).")
-def verify(url: str | None, tenant: str | None) -> None:
+@click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="A signed checkpoint: the tenant's first events must still give its root (repeatable).")
+@click.option("--verifier-key", default=None, help="The log's verifier key (its text, or a file holding it).")
+@log_name_option
+def verify(url: str | None, tenant: str | None, checkpoints: tuple[str, ...], verifier_key: str | None,
+           log_name: str | None) -> None:
     """Re-hash every chain; exit 1 and print each problem when anything was altered."""
-    with opened(url) as store, progress("verifying", None) as advance:
-        report = store.verify(tenant, advance)
+    signed = _open_checkpoints(checkpoints, verifier_key, log_name, tenant)
+    with opened(url) as store:
+        with progress("verifying", None) as advance:
+            report = store.verify(tenant, advance)
+        pinned = [(cp, ckpt.check_store(tree_store(store), t, cp)) for t, cp in signed]
     for problem in report.problems:
         click.echo(str(problem))
     if report.problem_count > len(report.problems):
         click.echo(f"... and {report.problem_count - len(report.problems)} more problems")
     state = "ok" if report.ok else f"FAILED ({report.problem_count} problems)"
     click.echo(f"{report.checked} events in {report.tenants} chains: {state}")
-    sys.exit(0 if report.ok else EXIT_CHECK_FAILED)
+    for cp, found in pinned:
+        for line in found:
+            click.echo(line)
+        click.echo(f"checkpoint {cp.origin} (size {cp.size}): {'FAILED' if found else 'ok'}")
+    sys.exit(0 if report.ok and not any(found for _, found in pinned) else EXIT_CHECK_FAILED)
+
+
+def _open_checkpoints(paths: tuple[str, ...], verifier_key: str | None, log_name: str | None,
+                      tenant: str | None) -> list[tuple[str, Checkpoint]]:
+    """The checkpoints of ``verify --checkpoint``, signature checked; exit 1 naming what failed."""
+    if not paths:
+        if verifier_key:
+            fail("--verifier-key goes with --checkpoint")
+        return []
+    if not verifier_key:
+        fail("--checkpoint needs --verifier-key (the log's verifier key, or a file holding it)")
+    verifier = ckpt.load_verifier(verifier_key)
+    signed = []
+    for path in paths:
+        try:
+            found, checkpoint = ckpt.open_signed(Path(path).read_text(encoding="utf-8"), verifier,
+                                                 ckpt.log_name(log_name))
+        except (SealogError, UnicodeDecodeError) as exc:
+            fail(f"{path}: {exc}", EXIT_CHECK_FAILED)
+        if tenant is not None and found != tenant:
+            fail(f"{path}: the checkpoint is for tenant {found!r}, not {tenant!r}", EXIT_CHECK_FAILED)
+        signed.append((found, checkpoint))
+    return signed
+
+
+def tree_store(store: Store) -> TreeStore:
+    if not isinstance(store, TreeStore):
+        fail(f"the store {store.url.split('@')[-1]} keeps no Merkle tree")
+    return store
+
+
+@main.command()
+@click.option("--name", required=True, help="The key's name (it appears in every signature line).")
+@click.option("-o", "--output", "path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where the signer (private) key goes; created with mode 0600, never overwritten.")
+def keygen(name: str, path: Path) -> None:
+    """Make an Ed25519 signing key; print its verifier key (give that one to auditors)."""
+    from ._note import generate_key
+
+    if not valid_name(name):
+        fail(f"--name {name!r}: a key name is non-empty, without spaces or '+'")
+    signer, verifier = generate_key(name)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        fail(f"{path} exists: not overwriting a key")
+    except OSError as exc:
+        fail(f"cannot create {path}: {exc.strerror}")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(signer + "\n")
+    click.echo(verifier)
+
+
+@main.command()
+@url_option
+@click.option("--tenant", default=None, help="Only this tenant (default: every tenant).")
+@signing_key_option
+@log_name_option
+def checkpoint(url: str | None, tenant: str | None, signing_key: str | None, log_name: str | None) -> None:
+    """Sign each tenant's tree (when it grew), keep the checkpoint and print it."""
+    policy = ckpt.Checkpoints.configure(signing_key, name=log_name)
+    failed = False
+    with opened(url) as store:
+        tree = tree_store(store)
+        tenants = [tenant] if tenant is not None else [h.tenant_id for h in store.heads()]
+        for number, name in enumerate(tenants):
+            try:
+                note = policy.checkpoint(tree, name)
+            except (ckpt.NoCheckpoint, ckpt.TreeRewritten) as exc:
+                click.echo(f"sealog: {exc}", err=True)
+                failed = True
+                continue
+            click.echo(("\n" if number else "") + note, nl=False)
+    if failed:
+        sys.exit(EXIT_CHECK_FAILED)
+
+
+@main.command("verify-export")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("--checkpoint", "checkpoint_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--verifier-key", required=True, help="The log's verifier key (its text, or a file holding it).")
+@log_name_option
+def verify_export(path: str, checkpoint_path: str, verifier_key: str, log_name: str | None) -> None:
+    """Check a JSONL export against a signed checkpoint, with no store: exit 0 or 1."""
+    [(tenant, signed)] = _open_checkpoints((checkpoint_path,), verifier_key, log_name, None)
+    total = None if path == "-" else Path(path).stat().st_size
+    with click.open_file(path, "rb") as handle, progress("verifying export", total) as advance:
+        lines = _bytes_counted(handle, advance)
+        result = ckpt.check_export(lines, tenant, signed)
+    for problem in result.problems:
+        click.echo(problem)
+    if result.problem_count > len(result.problems):
+        click.echo(f"... and {result.problem_count - len(result.problems)} more problems")
+    state = "ok" if not result.problem_count else f"FAILED ({result.problem_count} problems)"
+    click.echo(f"tenant {tenant!r}: {result.events} events, checkpoint size {signed.size}: {state}")
+    sys.exit(EXIT_CHECK_FAILED if result.problem_count else 0)
+
+
+def _bytes_counted(handle: IO[bytes], advance: Callable[[int], None]) -> Iterator[bytes]:
+    done = 0
+    for number, line in enumerate(handle, 1):
+        done += len(line)
+        if number % 1000 == 0:
+            advance(done)
+        yield line
+
+
+@main.command()
+@url_option
+@click.option("--tenant", required=True)
+@click.option("--event", "event_id", required=True, help="The event_id.")
+@click.option("-o", "--output", "path", type=click.Path(dir_okay=False, writable=True), default="-")
+@signing_key_option
+@log_name_option
+def receipt(url: str | None, tenant: str, event_id: str, path: str, signing_key: str | None,
+            log_name: str | None) -> None:
+    """Print an event's offline proof (C2SP tlog-proof) against the latest signed checkpoint."""
+    from .stores.base import NotInLog
+
+    policy = ckpt.Checkpoints.configure(signing_key, name=log_name)
+    with opened(url) as store:
+        try:
+            text = policy.receipt(tree_store(store), tenant, event_id)
+        except (NotInLog, ckpt.TreeRewritten) as exc:
+            fail(str(exc), EXIT_CHECK_FAILED)
+    if text is None:
+        fail(f"no signed checkpoint of tenant {tenant!r} covers event {event_id} yet, and no signing key is set "
+             "(--signing-key or SEALOG_SIGNING_KEY)", EXIT_CHECK_FAILED)
+    with click.open_file(path, "w", encoding="utf-8") as sink:
+        sink.write(text)
+
+
+@main.command("verify-receipt")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("--verifier-key", required=True, help="The log's verifier key (its text, or a file holding it).")
+def verify_receipt(path: str, verifier_key: str) -> None:
+    """Check a receipt offline (exit 0 or 1) and print the event it proves."""
+    from ._tlogproof import ReceiptError
+    from ._tlogproof import verify_receipt as check
+
+    verifier = ckpt.load_verifier(verifier_key)
+    with click.open_file(path, "r", encoding="utf-8") as handle:
+        text = handle.read()
+    try:
+        event, index, signed = check(text, [verifier])
+    except ReceiptError as exc:
+        fail(f"{path}: {exc}", EXIT_CHECK_FAILED)
+    sys.stdout.buffer.write(event + b"\n")
+    click.echo(f"ok: event {index + 1} of {signed.origin} is in its signed tree of {signed.size} events", err=True)
 
 
 @main.command()
@@ -386,6 +562,64 @@ def requeue(url: str | None, spool_dir: Path | None) -> None:
         click.echo(f"  still refused: {reason}", err=True)
     if result.kept:
         sys.exit(EXIT_CHECK_FAILED)
+
+
+@main.command()
+@click.option("--server", required=True, help="The sealog service's base URL (https://audit.example.com).")
+@click.option("--api-key", required=True, envvar="SEALOG_API_KEY", help="A key for the tenant (else SEALOG_API_KEY).")
+@click.option("--tenant", required=True, help="The tenant whose log to watch.")
+@click.option("--verifier-key", required=True, help="The log's verifier key (its text, or a file holding it).")
+@click.option("--state", "state_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Where the kept checkpoints, their history and any alarm's evidence go.")
+@click.option("--once", is_flag=True, help="Check one time: exit 0 when consistent, 1 on an alarm.")
+@click.option("--interval", default=60.0, show_default=True, type=click.FloatRange(min=0.05),
+              help="Seconds between checks (without --once).")
+@click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds to wait for each answer.")
+@log_name_option
+def witness(server: str, api_key: str, tenant: str, verifier_key: str, state_dir: Path, once: bool,
+            interval: float, timeout: float, log_name: str | None) -> None:
+    """Watch a log's checkpoints; on a rewrite, a cut or two trees, print the evidence and exit 1."""
+    import signal
+    import threading
+
+    try:
+        from ._witness import Witness, run
+    except ImportError as exc:  # httpx
+        fail(f"`witness` needs httpx (pip install 'sealog[server]'): {exc}")
+    watcher = Witness(server, api_key, tenant, ckpt.load_verifier(verifier_key), state_dir, ckpt.log_name(log_name),
+                      timeout=timeout)
+    stop = threading.Event()
+    previous = {} if once else {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        code = run(watcher, once=once, interval=interval, stop=stop, say=click.echo,
+                   complain=lambda line: click.echo(line, err=True))
+    finally:
+        watcher.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    sys.exit(code)
+
+
+@main.command()
+@url_option
+@click.option("--tenant", required=True)
+@click.option("--before", "when", required=True,
+              help="RFC 3339, or a span back from now (90d): remove the events that occurred before it.")
+@signing_key_option
+@log_name_option
+def prune(url: str | None, tenant: str, when: str, signing_key: str | None, log_name: str | None) -> None:
+    """Remove a tenant's old events, keeping what verify and the proofs need; recorded as an event."""
+    from ._prune import PruneTampered
+    from ._prune import prune as run
+
+    policy = ckpt.Checkpoints.configure(signing_key, name=log_name)
+    with opened(url) as store:
+        try:
+            result = run(tree_store(store), tenant, when, policy)
+        except (PruneTampered, ckpt.TreeRewritten) as exc:
+            fail(str(exc), EXIT_CHECK_FAILED)
+    click.echo(str(result))
 
 
 main.add_command(redact_check)

@@ -27,9 +27,11 @@ from ._sinks import LineSink, LocalSink, ProcessSink
 from ._spool import FullPolicy, Spool, spool_target
 from ._writer import Writer
 from .stores import Page, Query, Store, open_store
+from .stores.base import TreeStore
 
 if TYPE_CHECKING:
     from ._builder import EventBuilder
+    from ._prune import PruneResult
 
 log = logging.getLogger("sealog")
 event_log = logging.getLogger("sealog.events")
@@ -38,6 +40,7 @@ DEFAULT_URL: Final = "sqlite:///sealog.db"
 WriterMode = Literal["process", "thread"]
 F = TypeVar("F", bound=Callable[..., Any])
 _CACHE_LIMIT: Final = 10_000
+_BINDABLE: Final = frozenset({*CONTEXT_FIELDS, "metadata"})
 TimeBound = str | datetime | timedelta
 """A query bound: an aware datetime, a timedelta back from now, RFC 3339 text or a span (``2h``)."""
 
@@ -73,6 +76,8 @@ class AuditLog(AbstractContextManager["AuditLog"]):
         spool_full: FullPolicy = "block",
         spool_timeout: float = 5.0,
         writer: WriterMode | None = None,
+        signing_key: str | os.PathLike[str] | None = None,
+        checkpoint_every: float = 60.0,
     ) -> None:
         self.url = store.url if store is not None else resolve_url(url)
         self.store: Store | None = store
@@ -109,6 +114,13 @@ class AuditLog(AbstractContextManager["AuditLog"]):
         self._closed = False
         self._close_lock = threading.Lock()
         atexit.register(self.close)
+        # Signed checkpoints: with a key (signing_key, else SEALOG_SIGNING_KEY), every tenant
+        # that grew is signed at most every checkpoint_every seconds, by a thread of this process.
+        from ._checkpoints import Checkpoints
+
+        self._checkpoints = Checkpoints.configure(signing_key, checkpoint_every)
+        if self._checkpoints.signer is not None and isinstance(self.store, TreeStore):
+            self._checkpoints.start(self, self.store, lambda log: not log._closed)
 
     # -- emitting --------------------------------------------------------------------
 
@@ -183,6 +195,14 @@ class AuditLog(AbstractContextManager["AuditLog"]):
         self._writer.notify()
         return [event.event_id for event, _ in prepared]
 
+    def spool_all(self, prepared: list[tuple[Event, bytes]]) -> list[str]:
+        """``spool_prepared`` all or nothing: SpoolFull means none of the batch was spooled."""
+        if self._closed:
+            raise SealogError("this AuditLog is closed")
+        self.spool.append_all([line for _, line in prepared])
+        self._writer.notify()
+        return [event.event_id for event, _ in prepared]
+
     def event(self, tenant_id: str | None = None) -> EventBuilder:
         """A fresh fluent builder for one event (never shared: safe across threads)."""
         from ._builder import EventBuilder
@@ -195,7 +215,7 @@ class AuditLog(AbstractContextManager["AuditLog"]):
             fields["actor_type"], fields["actor_id"] = pair("actor", fields.pop("actor"))
         if "target" in fields:
             fields["target_type"], fields["target_id"] = pair("target", fields.pop("target"))
-        unknown = set(fields) - {*CONTEXT_FIELDS, "metadata"}
+        unknown = fields.keys() - _BINDABLE
         if unknown:
             raise InvalidEvent(sorted(unknown)[0], "not a field the context can carry")
         if fields.get("metadata") is not None:
@@ -320,6 +340,39 @@ class AuditLog(AbstractContextManager["AuditLog"]):
     def verify(self, tenant_id: str | None = None,
                progress: Callable[[int], None] | None = None) -> VerifyReport:
         return self._reader().verify(tenant_id, progress)
+
+    # -- the verifiable log (see _checkpoints) -----------------------------------------
+
+    def _tree(self) -> TreeStore:
+        store = self._reader()
+        if not isinstance(store, TreeStore):
+            raise SealogError(f"the store {type(store).__name__} keeps no Merkle tree")
+        return store
+
+    def checkpoint(self, tenant_id: str) -> str:
+        """The tenant's latest signed checkpoint (C2SP note), signing a new one when the tree grew and a key is set."""
+        return self._checkpoints.checkpoint(self._tree(), tenant_id)
+
+    def inclusion_proof(self, tenant_id: str, event_id: str, tree_size: int | None = None) -> dict[str, Any]:
+        """``{"leaf_index", "tree_size", "hashes"}`` (base64, RFC 9162 order); size: the latest checkpoint's."""
+        return self._checkpoints.inclusion_proof(self._tree(), tenant_id, event_id, tree_size)
+
+    def consistency_proof(self, tenant_id: str, first: int, second: int) -> dict[str, Any]:
+        """``{"first", "second", "hashes"}``: the tree of ``second`` events extends that of ``first``."""
+        return self._checkpoints.consistency_proof(self._tree(), tenant_id, first, second)
+
+    def receipt(self, tenant_id: str, event_id: str) -> str | None:
+        """The event's offline proof (C2SP tlog-proof); None when no checkpoint covers it and no key is set."""
+        return self._checkpoints.receipt(self._tree(), tenant_id, event_id)
+
+    def prune(self, tenant_id: str, before: TimeBound) -> PruneResult:
+        """Remove the tenant's events that occurred before ``before``, keeping what verification and proofs need.
+
+        The prune is recorded as a ``sealog.prune`` event in the tenant's chain; see ``sealog._prune``.
+        """
+        from ._prune import prune
+
+        return prune(self._tree(), tenant_id, before, self._checkpoints)
 
 
 def make_query(tenant_id: str, *, since: TimeBound | None = None, until: TimeBound | None = None,

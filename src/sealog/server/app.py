@@ -7,24 +7,37 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .._errors import StoreUnavailable
+from .._errors import EventRejected, StoreUnavailable
 from .._log import AuditLog
 from .api import ENDPOINTS, Api, error_response, openapi
 from .auth import Auth, HTTPError
+from .guard import BodyDeadline, Limits, Offload
 from .keys import KeyStore
+from .proofs import server_verifier
 from .viewer import Viewer
 
 
-def create_app(log: AuditLog, keys: KeyStore | None = None) -> Starlette:
-    """The service around ``log``; the caller owns the AuditLog and closes it."""
+def create_app(log: AuditLog, keys: KeyStore | None = None, *, limits: Limits | None = None,
+               secure_cookies: bool = False, verifier_key: str | None = None) -> Starlette:
+    """The service around ``log``; the caller owns the AuditLog and closes it.
+
+    ``secure_cookies`` marks the session cookie ``Secure`` even on plain HTTP requests
+    (behind a TLS proxy that does not say so); requests that came over TLS always get it.
+    ``verifier_key`` (the log's verifier key, or a file holding it; else ``SEALOG_VERIFIER_KEY``,
+    else the verifier of the log's signing key) lets the viewer check checkpoint signatures.
+    """
     keys = keys or KeyStore(log.url)
     keys.migrate()
     auth = Auth(keys)
-    api, viewer = Api(log, auth), Viewer(log, auth)
+    limits = limits or Limits()
+    offload = Offload(limits)
+    api = Api(log, auth, offload)
+    viewer = Viewer(log, auth, offload, secure_cookies=secure_cookies, verifier=server_verifier(log, verifier_key))
 
     def bound(handler: Callable[[Api, Request], Any]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
@@ -45,6 +58,7 @@ def create_app(log: AuditLog, keys: KeyStore | None = None) -> Starlette:
         Route("/events", viewer.events, methods=["GET"]),
         Route("/events/{event_id}", viewer.event, methods=["GET"]),
         Route("/verify", viewer.verify, methods=["POST"]),
+        Route("/checkpoint", viewer.checkpoint, methods=["GET", "POST"]),
     ]
 
     async def on_error(request: Request, exc: Exception) -> Response:
@@ -52,7 +66,10 @@ def create_app(log: AuditLog, keys: KeyStore | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        offload.start()  # its limiters belong to the serving event loop
         yield
 
-    handlers: dict[Any, Any] = {HTTPError: on_error, ValueError: on_error, StoreUnavailable: on_error}
-    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    handlers: dict[Any, Any] = {HTTPError: on_error, ValueError: on_error, StoreUnavailable: on_error,
+                                EventRejected: on_error}
+    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan,
+                     middleware=[Middleware(BodyDeadline, seconds=limits.body_timeout)])

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
+from itertools import chain
 from typing import Any, Final, TypeVar
 
 import psycopg
@@ -22,20 +24,35 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from .. import _patterns as patterns
 from .. import _timefmt as timefmt
 from .._canonical import SORTED_FIELDS, canonical_row, canonical_value, loads
-from .._chain import SCALAR_FIELDS, CanonicalRow, VerifyReport, sealing, verify_chain
+from .._chain import SCALAR_FIELDS, CanonicalRow, Sealed, VerifyReport, sealing
 from .._errors import EventRejected, SealogError, StoreUnavailable
 from .._event import FIELDS, JSON_FIELDS, Event
+from .._merkle import TILE_HEIGHT, RightEdge, TiledHashes, leaf_hash
+from .._prune import Cut, verify_pruned_chain
 from . import migrations
 from .base import (
     API_KEYS_TABLE,
     ChainHead,
     Dialect,
+    Edges,
+    InclusionProof,
+    NodeRow,
     Page,
     ProgressFn,
     Query,
+    StoredCheckpoint,
     check_limit,
+    check_tree_size,
     checked_head,
+    consistency,
+    contiguous,
+    covered_by_nodes,
+    grow,
+    inclusion,
     page_of,
+    rebuild_edge,
+    sealed_leaf,
+    sizes_before,
     where,
 )
 
@@ -45,6 +62,7 @@ _TIME_FIELDS: Final = ("occurred_at", "recorded_at")
 _N_CONTENT: Final = len(SCALAR_FIELDS)
 _COPY_EVENTS: Final = sql.SQL("COPY sealog_events ({}) FROM STDIN").format(
     sql.SQL(", ").join(sql.Identifier(f) for f in FIELDS))
+_INSERT_NODE: Final = "INSERT INTO sealog_tree_nodes (tenant_id, level, idx, hash) VALUES (%s, %s, %s, %s)"
 _MIGRATION_LOCK: Final = 0x5EA1_0600  # any constant: pg_advisory_xact_lock serialises `init`s
 
 
@@ -89,6 +107,7 @@ class PostgresStore:
                                     configure=self._configure, check=ConnectionPool.check_connection,
                                     kwargs={"connect_timeout": max(1, int(timeout))})
         self._opened = False
+        self._edges = Edges()
 
     @staticmethod
     def _configure(conn: psycopg.Connection[Any]) -> None:
@@ -152,7 +171,8 @@ class PostgresStore:
     def create_roles(self, writer: str, writer_password: str | None,
                      reader: str, reader_password: str | None) -> None:
         """The writer may INSERT and SELECT events (and move chain heads); the reader SELECT only."""
-        tables = ["sealog_events", "sealog_chain_heads", "sealog_event_ids", "sealog_migrations"]
+        tables = ["sealog_events", "sealog_chain_heads", "sealog_event_ids", "sealog_migrations", "sealog_tree_nodes",
+                  "sealog_checkpoints", "sealog_prune_cuts", "sealog_pruned_leaves"]
         with self._connection() as conn, conn.transaction():
             for role, password in ((writer, writer_password), (reader, reader_password)):
                 exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
@@ -162,8 +182,8 @@ class PostgresStore:
             names = sql.SQL(", ").join(sql.Identifier(t) for t in tables)
             conn.execute(sql.SQL("GRANT SELECT ON {} TO {}, {}").format(
                 names, sql.Identifier(writer), sql.Identifier(reader)))
-            conn.execute(sql.SQL("GRANT INSERT ON sealog_events, sealog_chain_heads, sealog_event_ids TO {}")
-                         .format(sql.Identifier(writer)))
+            conn.execute(sql.SQL("GRANT INSERT ON sealog_events, sealog_chain_heads, sealog_event_ids, "
+                                 "sealog_tree_nodes, sealog_checkpoints TO {}").format(sql.Identifier(writer)))
             # Moving a chain head is an UPDATE; the events themselves never are.
             conn.execute(sql.SQL("GRANT UPDATE ON sealog_chain_heads TO {}").format(sql.Identifier(writer)))
             conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION sealog_ensure_partitions(integer) TO {}")
@@ -174,7 +194,9 @@ class PostgresStore:
 
     # -- writes ----------------------------------------------------------------------
 
-    def write(self, events: Sequence[Event]) -> int:
+    def write(self, events: Sequence[Event], *,
+              within: Callable[[psycopg.Connection[Any]], None] | None = None) -> int:
+        """``within`` (a prune, see _prune) runs in the transaction once the tenants' heads are locked."""
         if not events:
             return 0
         tenants = sorted({e.tenant_id for e in events})
@@ -197,6 +219,8 @@ class PostgresStore:
                                     "PostgreSQL")
                 if head is not None:
                     heads[tenant] = head
+            if within is not None:
+                within(conn)
             # Replays are rare (after a crash): claim the batch's keys as all new; only when the
             # key table reports a known one, look the known ones up and seal the rest. The
             # tenant locks make a concurrent replay of the same keys wait for us.
@@ -211,11 +235,27 @@ class PostgresStore:
                     ([e.tenant_id for e in unique], [e.event_id for e in unique])).fetchall())
                 fresh = [e for e in unique if (e.tenant_id, e.event_id) not in known]
                 self._copy_keys(conn, fresh)
-            self._copy(conn, fresh, heads)
+            edges = {t: self._edges.begin(t, size, partial(self._rebuild, conn, t, size))
+                     for t, size in sizes_before(fresh, heads).items()}
+            nodes: list[NodeRow] = []
+            self._copy(conn, fresh, heads, lambda s: grow(s.event.tenant_id, edges[s.event.tenant_id],
+                                                          sealed_leaf(s), nodes))
             with conn.cursor() as cur:
                 cur.executemany("UPDATE sealog_chain_heads SET seq = %s, hash = %s WHERE tenant_id = %s",
                                 [(seq, digest, tenant) for tenant, (seq, digest) in heads.items()])
-            return len(fresh)
+                cur.executemany(_INSERT_NODE, nodes)
+        self._edges.commit(edges)
+        return len(fresh)
+
+    def _rebuild(self, conn: psycopg.Connection[Any], tenant_id: str, size: int) -> RightEdge:
+        """The tenant's edge from its stored rows (another process wrote since, or a restart)."""
+        top = conn.execute("SELECT max(idx) FROM sealog_tree_nodes WHERE tenant_id = %s AND level = %s",
+                           (tenant_id, TILE_HEIGHT)).fetchone()
+        edge, missing = rebuild_edge(tenant_id, size, covered_by_nodes(top[0] if top else None),
+                                     _tiles(conn, tenant_id), partial(_leaves, conn, tenant_id), "PostgreSQL")
+        with conn.cursor() as cur:
+            cur.executemany(_INSERT_NODE + " ON CONFLICT DO NOTHING", missing)
+        return edge
 
     @staticmethod
     def _copy_keys(conn: psycopg.Connection[Any], events: list[Event]) -> None:
@@ -224,7 +264,8 @@ class PostgresStore:
                 copy.write_row((event.tenant_id, event.event_id))
 
     @staticmethod
-    def _copy(conn: psycopg.Connection[Any], events: list[Event], heads: dict[str, tuple[int, str]]) -> None:
+    def _copy(conn: psycopg.Connection[Any], events: list[Event], heads: dict[str, tuple[int, str]],
+              sealed: Callable[[Sealed], None]) -> None:
         """Seal, extending ``heads``, while COPY streams the rows.
 
         A writer thread sends the rows, so the server inserts and indexes while Python
@@ -235,6 +276,60 @@ class PostgresStore:
             for s in sealing(events, heads):
                 copy.write_row((*astuple(s.event)[:_N_CONTENT], *map(bytes.decode, s.json.values()),
                                 s.seq, s.prev_hash, s.hash, recorded_at))
+                sealed(s)
+
+    # -- the verifiable log ------------------------------------------------------------
+
+    def tree_size(self, tenant_id: str) -> int:
+        found = self._fetch(sql.SQL("SELECT seq FROM sealog_chain_heads WHERE tenant_id = %s"), (tenant_id,),
+                            lambda r: int(r[0]))
+        return found[0] if found else 0
+
+    def tree_root(self, tenant_id: str, size: int) -> bytes:
+        with self._connection() as conn:
+            check_tree_size(tenant_id, size, _head(conn, tenant_id))
+            return RightEdge.rebuild(size, _tiles(conn, tenant_id)).root()
+
+    def inclusion_proof(self, tenant_id: str, event_id: str, tree_size: int) -> InclusionProof:
+        with self._connection() as conn:
+            row = conn.execute("SELECT seq FROM sealog_events WHERE tenant_id = %s AND event_id = %s",
+                               (tenant_id, event_id)).fetchone()
+            return inclusion(tenant_id, row[0] if row else None, tree_size, _head(conn, tenant_id),
+                             _tiles(conn, tenant_id))
+
+    def consistency_proof(self, tenant_id: str, first: int, second: int) -> list[bytes]:
+        with self._connection() as conn:
+            return consistency(tenant_id, first, second, _head(conn, tenant_id), _tiles(conn, tenant_id))
+
+    def leaves(self, tenant_id: str, end: int | None = None) -> Iterator[tuple[int, bytes]]:
+        statement = sql.SQL("SELECT seq, {} FROM sealog_events WHERE tenant_id = %s AND seq <= %s "
+                            "ORDER BY seq").format(_select_list(SORTED_FIELDS, json_as_text=True))
+        last = end if end is not None else 2**63 - 1
+        # One snapshot: the leaf hashes a prune kept, then the events after its cut.
+        with self._connection() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            with conn.cursor(name="sealog_pruned") as cursor:
+                cursor.itersize = 2000
+                cursor.execute(_PRUNED_SQL, (tenant_id, 0, last))
+                for seq, digest in cursor:
+                    yield seq, bytes(digest)
+            with conn.cursor(name="sealog_leaves") as cursor:
+                cursor.itersize = 2000
+                cursor.execute(statement, (tenant_id, last))
+                for seq, *values in cursor:
+                    yield seq, leaf_hash(_canonical(values))
+
+    def add_checkpoint(self, tenant_id: str, tree_size: int, root: bytes, note: str) -> None:
+        with self._connection() as conn, conn.transaction():
+            conn.execute("INSERT INTO sealog_checkpoints (tenant_id, tree_size, root, note) VALUES (%s, %s, %s, %s) "
+                         "ON CONFLICT DO NOTHING", (tenant_id, tree_size, root, note))
+
+    def latest_checkpoint(self, tenant_id: str) -> StoredCheckpoint | None:
+        statement = sql.SQL("SELECT tenant_id, tree_size, root, note, {} FROM sealog_checkpoints WHERE tenant_id = %s "
+                            "ORDER BY tree_size DESC, created_at DESC LIMIT 1").format(
+                                sql.SQL(_TIME).format(sql.Identifier("created_at")))
+        found = self._fetch(statement, (tenant_id,), lambda r: StoredCheckpoint(r[0], r[1], bytes(r[2]), r[3], r[4]))
+        return found[0] if found else None
 
     # -- reads -----------------------------------------------------------------------
 
@@ -288,7 +383,10 @@ class PostgresStore:
                 stored = {r[0] for r in conn.execute("SELECT DISTINCT tenant_id FROM sealog_events")}
                 tenants = sorted(stored | heads.keys())
             for number, tenant in enumerate(tenants):
-                verify_chain(tenant, self._stored_rows(conn, tenant, number), heads.get(tenant), report, progress)
+                cut = conn.execute("SELECT seq, hash FROM sealog_prune_cuts WHERE tenant_id = %s ORDER BY seq DESC "
+                                   "LIMIT 1", (tenant,)).fetchone()
+                verify_pruned_chain(tenant, self._stored_rows(conn, tenant, number), heads.get(tenant), report,
+                                    progress, Cut(*cut) if cut else None)
         return report
 
     @staticmethod
@@ -305,6 +403,43 @@ class PostgresStore:
                 for i in json_at:  # jsonb normalises layout, not meaning: re-canonicalise it
                     values[i] = canonical_value(None if values[i] is None else loads(values[i]))
                 yield CanonicalRow(canonical_row(values), row[n], row[n + 1], row[n + 2])
+
+
+_LEAF_SQL: Final = sql.SQL("SELECT seq, {} FROM sealog_events WHERE tenant_id = %s AND seq > %s AND seq <= %s "
+                           "ORDER BY seq").format(_select_list(SORTED_FIELDS, json_as_text=True))
+_PRUNED_SQL: Final = ("SELECT seq, hash FROM sealog_pruned_leaves WHERE tenant_id = %s AND seq > %s AND seq <= %s "
+                      "ORDER BY seq")
+_JSON_AT: Final = tuple(SORTED_FIELDS.index(name) for name in JSON_FIELDS)
+
+
+def _canonical(values: list[Any]) -> bytes:
+    """Canonical bytes from a row in SORTED_FIELDS order, JSON columns as text (jsonb: re-canonicalised)."""
+    for i in _JSON_AT:
+        values[i] = canonical_value(None if values[i] is None else loads(values[i]))
+    return canonical_row(values)
+
+
+def _head(conn: psycopg.Connection[Any], tenant_id: str) -> int:
+    row = conn.execute("SELECT seq FROM sealog_chain_heads WHERE tenant_id = %s", (tenant_id,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _leaves(conn: psycopg.Connection[Any], tenant_id: str, start: int, end: int) -> list[bytes]:
+    """Leaf hashes of events [start, end) (seq start + 1 ..), up to the first missing seq."""
+    kept = conn.execute(_PRUNED_SQL, (tenant_id, start, end)).fetchall()  # leaves of pruned events
+    rows = conn.execute(_LEAF_SQL, (tenant_id, start, end)).fetchall()
+    return contiguous(chain(((seq - 1, bytes(digest)) for seq, digest in kept),
+                            ((seq - 1, leaf_hash(_canonical(values))) for seq, *values in rows)), start)
+
+
+def _tiles(conn: psycopg.Connection[Any], tenant_id: str) -> TiledHashes:
+    """Subtree hashes of a tenant's tree from its stored rows and (for the last tile) its events."""
+    def stored(level: int, start: int, end: int) -> list[bytes]:
+        rows = conn.execute("SELECT idx, hash FROM sealog_tree_nodes WHERE tenant_id = %s AND level = %s "
+                            "AND idx >= %s AND idx < %s ORDER BY idx", (tenant_id, level, start, end))
+        return contiguous(rows, start)
+
+    return TiledHashes(stored, partial(_leaves, conn, tenant_id))
 
 
 def _event(row: Sequence[Any]) -> Event:

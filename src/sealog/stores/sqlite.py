@@ -10,28 +10,60 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+from itertools import chain
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from msgspec.structs import astuple
 
 from .. import _patterns as patterns
 from .. import _timefmt as timefmt
 from .._canonical import SORTED_FIELDS, canonical_row, loads
-from .._chain import SCALAR_FIELDS, CanonicalRow, VerifyReport, seal, verify_chain
+from .._chain import SCALAR_FIELDS, CanonicalRow, VerifyReport, seal
 from .._errors import EventRejected, SealogError, StoreUnavailable
 from .._event import FIELDS, JSON_FIELDS, Event
+from .._merkle import TILE_HEIGHT, RightEdge, TiledHashes, leaf_hash
+from .._prune import Cut, verify_pruned_chain
 from . import migrations
-from .base import ChainHead, Dialect, Page, ProgressFn, Query, check_limit, checked_head, page_of, where
+from .base import (
+    ChainHead,
+    Dialect,
+    Edges,
+    InclusionProof,
+    NodeRow,
+    Page,
+    ProgressFn,
+    Query,
+    StoredCheckpoint,
+    check_limit,
+    check_tree_size,
+    checked_head,
+    consistency,
+    contiguous,
+    covered_by_nodes,
+    grow,
+    inclusion,
+    page_of,
+    rebuild_edge,
+    sealed_leaf,
+    sizes_before,
+    where,
+)
 
 log = logging.getLogger("sealog")
+T = TypeVar("T")
 _COLUMNS: Final = ", ".join(f'"{name}"' for name in FIELDS)
 _INSERT: Final = f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * len(FIELDS))})"
 _VERIFY_COLUMNS: Final = ", ".join(f'"{n}"' for n in SORTED_FIELDS)
 _CHUNK: Final = 500
 _N_CONTENT: Final = len(SCALAR_FIELDS)
 assert FIELDS[_N_CONTENT : _N_CONTENT + len(JSON_FIELDS)] == JSON_FIELDS  # the row layout below
+_INSERT_NODE: Final = "INSERT INTO tree_nodes (tenant_id, level, idx, hash) VALUES (?, ?, ?, ?)"
+_LEAF_SQL: Final = (f"SELECT seq, {_VERIFY_COLUMNS} FROM events WHERE tenant_id = ? AND seq > ? AND seq <= ? "
+                    "ORDER BY seq")
+_PRUNED_SQL: Final = "SELECT seq, hash FROM pruned_leaves WHERE tenant_id = ? AND seq > ? AND seq <= ? ORDER BY seq"
 _REPLAY: Final = "SQLITE_CONSTRAINT_UNIQUE"
 """The only UNIQUE of events is (tenant_id, event_id): a replay. (tenant_id, seq) is the key."""
 
@@ -58,6 +90,25 @@ def path_from_url(url: str) -> Path:
     return Path(url.removeprefix("sqlite:///"))
 
 
+def create_private(path: Path) -> None:
+    """Create the database file 0600 (owner only) if it does not exist, whatever the umask.
+
+    Audit events are personal data. SQLite gives the WAL and shared-memory files the
+    database file's own mode, so they are private too. An existing file keeps the mode
+    its operator chose.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # a missing directory or no permission: sqlite3.connect reports it
+    try:
+        os.fchmod(fd, 0o600)  # a umask like 0o277 would have left it read-only
+    finally:
+        os.close(fd)
+
+
 def _match(pattern: str, action: str) -> bool:
     return patterns.compile_pattern(pattern).fullmatch("." + action) is not None
 
@@ -72,6 +123,7 @@ class SQLiteStore:
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._pid = os.getpid()
+        self._edges = Edges()
 
     # -- connections -----------------------------------------------------------------
 
@@ -81,6 +133,7 @@ class SQLiteStore:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             try:
+                create_private(self.path)
                 conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
                 conn.execute("PRAGMA busy_timeout = 10000")
                 conn.execute("PRAGMA journal_mode = WAL")
@@ -151,21 +204,32 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from exc
 
-    def _write(self, events: Sequence[Event], *, dedupe: bool) -> int:
+    def _write(self, events: Sequence[Event], *, dedupe: bool,
+               within: Callable[[sqlite3.Connection], None] | None = None) -> int:
         conn = self._transaction()
         try:
+            if within is not None:  # a prune: atomic with the event that records it (see _prune)
+                within(conn)
             fresh = self._unseen(conn, events) if dedupe else _distinct(events)
             heads = self._heads_of(conn, {e.tenant_id for e in fresh})
+            edges = {t: self._edges.begin(t, size, partial(self._rebuild, conn, t, size))
+                     for t, size in sizes_before(fresh, heads).items()}
+            nodes: list[NodeRow] = []
             recorded_at = timefmt.now()
-            rows = [(*astuple(s.event)[:_N_CONTENT], *(j.decode() for j in s.json.values()),
-                     s.seq, s.prev_hash, s.hash, recorded_at) for s in seal(fresh, heads)]
+            rows = []
+            for s in seal(fresh, heads):
+                rows.append((*astuple(s.event)[:_N_CONTENT], *(j.decode() for j in s.json.values()),
+                             s.seq, s.prev_hash, s.hash, recorded_at))
+                grow(s.event.tenant_id, edges[s.event.tenant_id], sealed_leaf(s), nodes)
             conn.executemany(_INSERT, rows)
+            conn.executemany(_INSERT_NODE, nodes)
             conn.executemany(
                 "INSERT INTO chain_heads VALUES (?, ?, ?) ON CONFLICT (tenant_id) "
                 "DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
                 [(tenant, seq, digest) for tenant, (seq, digest) in heads.items()],
             )
             conn.execute("COMMIT")
+            self._edges.commit(edges)
             return len(fresh)
         except BaseException:
             if conn.in_transaction:
@@ -195,6 +259,72 @@ class SQLiteStore:
             if head is not None:
                 heads[tenant] = head
         return heads
+
+    def _rebuild(self, conn: sqlite3.Connection, tenant_id: str, size: int) -> RightEdge:
+        """The tenant's edge from its stored rows (another process wrote since, or a restart)."""
+        top = conn.execute("SELECT max(idx) FROM tree_nodes WHERE tenant_id = ? AND level = ?",
+                           (tenant_id, TILE_HEIGHT)).fetchone()[0]
+        edge, missing = rebuild_edge(tenant_id, size, covered_by_nodes(top), _tiles(conn, tenant_id),
+                                     lambda start, end: _leaves(conn, tenant_id, start, end), self.path)
+        conn.executemany(_INSERT_NODE.replace("INSERT", "INSERT OR IGNORE", 1), missing)
+        return edge
+
+    # -- the verifiable log ------------------------------------------------------------
+
+    def tree_size(self, tenant_id: str) -> int:
+        row = self._read("SELECT seq FROM chain_heads WHERE tenant_id = ?", (tenant_id,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def tree_root(self, tenant_id: str, size: int) -> bytes:
+        check_tree_size(tenant_id, size, self.tree_size(tenant_id))
+        return self._tree(lambda tiles: RightEdge.rebuild(size, tiles).root(), tenant_id)
+
+    def inclusion_proof(self, tenant_id: str, event_id: str, tree_size: int) -> InclusionProof:
+        head = self.tree_size(tenant_id)
+        sql = "SELECT seq FROM events WHERE tenant_id = ? AND event_id = ?"
+        row = self._read(sql, (tenant_id, event_id)).fetchone()
+        return self._tree(lambda tiles: inclusion(tenant_id, row[0] if row else None, tree_size, head, tiles),
+                          tenant_id)
+
+    def consistency_proof(self, tenant_id: str, first: int, second: int) -> list[bytes]:
+        head = self.tree_size(tenant_id)
+        return self._tree(lambda tiles: consistency(tenant_id, first, second, head, tiles), tenant_id)
+
+    def _tree(self, compute: Callable[[TiledHashes], T], tenant_id: str) -> T:
+        try:
+            return compute(_tiles(self._conn(), tenant_id))
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"{self.path}: {exc}") from exc
+
+    def leaves(self, tenant_id: str, end: int | None = None) -> Iterator[tuple[int, bytes]]:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            last = end if end is not None else 2**63 - 1
+            conn.execute("BEGIN")  # one snapshot: the leaves a prune kept, then the events after its cut
+            for seq, digest in conn.execute(_PRUNED_SQL, (tenant_id, 0, last)):
+                yield seq, bytes(digest)
+            for row in conn.execute(_LEAF_SQL, (tenant_id, 0, last)):
+                yield row[0], leaf_hash(canonical_row(row[1:]))
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"{self.path}: {exc}") from exc
+        finally:
+            conn.close()
+
+    def add_checkpoint(self, tenant_id: str, tree_size: int, root: bytes, note: str) -> None:
+        conn = self._transaction()
+        try:
+            conn.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                         (tenant_id, tree_size, root, note, timefmt.now()))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise translate(exc, self.path) from exc
+
+    def latest_checkpoint(self, tenant_id: str) -> StoredCheckpoint | None:
+        row = self._read("SELECT tenant_id, tree_size, root, note, created_at FROM checkpoints WHERE tenant_id = ? "
+                         "ORDER BY tree_size DESC, created_at DESC LIMIT 1", (tenant_id,)).fetchone()
+        return StoredCheckpoint(row[0], row[1], bytes(row[2]), row[3], row[4]) if row else None
 
     # -- reads -----------------------------------------------------------------------
 
@@ -243,7 +373,10 @@ class SQLiteStore:
                 stored = {row[0] for row in conn.execute("SELECT DISTINCT tenant_id FROM events")}
                 tenants = sorted(stored | heads.keys())
             for tenant in tenants:
-                verify_chain(tenant, self._stored_rows(conn, tenant), heads.get(tenant), report, progress)
+                cut = conn.execute("SELECT seq, hash FROM prune_cuts WHERE tenant_id = ? ORDER BY seq DESC LIMIT 1",
+                                   (tenant,)).fetchone()
+                verify_pruned_chain(tenant, self._stored_rows(conn, tenant), heads.get(tenant), report, progress,
+                                    Cut(*cut) if cut else None)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"{self.path}: {exc}") from exc
         finally:
@@ -257,6 +390,23 @@ class SQLiteStore:
         n = len(SORTED_FIELDS)
         for row in conn.execute(sql, (tenant_id,)):
             yield CanonicalRow(canonical_row(row[:n]), row[n], row[n + 1], row[n + 2])
+
+
+def _tiles(conn: sqlite3.Connection, tenant_id: str) -> TiledHashes:
+    """Subtree hashes of a tenant's tree from its stored rows and (for the last tile) its events."""
+    def stored(level: int, start: int, end: int) -> list[bytes]:
+        return contiguous(conn.execute("SELECT idx, hash FROM tree_nodes WHERE tenant_id = ? AND level = ? "
+                                       "AND idx >= ? AND idx < ? ORDER BY idx", (tenant_id, level, start, end)), start)
+
+    return TiledHashes(stored, lambda start, end: _leaves(conn, tenant_id, start, end))
+
+
+def _leaves(conn: sqlite3.Connection, tenant_id: str, start: int, end: int) -> list[bytes]:
+    """Leaf hashes of events [start, end) (seq start + 1 ..), up to the first missing seq."""
+    kept = conn.execute(_PRUNED_SQL, (tenant_id, start, end)).fetchall()  # leaves of pruned events
+    rows = conn.execute(_LEAF_SQL, (tenant_id, start, end))
+    return contiguous(chain(((seq - 1, digest) for seq, digest in kept),
+                            ((seq - 1, leaf_hash(canonical_row(rest))) for seq, *rest in rows)), start)
 
 
 def _distinct(events: Sequence[Event], seen: set[tuple[str, str]] | None = None) -> list[Event]:
