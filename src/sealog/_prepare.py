@@ -57,6 +57,9 @@ TEXT_FIELDS: Final = (
 MAX_DEPTH: Final = 64
 _CACHE_LIMIT: Final = 10_000
 _LEAVES: Final = (datetime, date, time, UUID, Decimal)
+# isinstance() on hot paths takes tuples: ``list | tuple`` would build a union type per call.
+_SEQUENCES: Final = (list, tuple)
+_TEXT_OR_BOOL: Final = (str, bool)
 """Objects msgspec writes as strings; kept (the README promises it), never walked."""
 
 
@@ -69,7 +72,7 @@ class Preparer:
         self._tenants: set[str] = set()
         self._actions: set[str] = set()
 
-    def prepare(
+    def prepare(  # noqa: PLR0915  - one straight pipeline: a call per step would cost emit's hot path
         self,
         *,
         tenant_id: Any = None,
@@ -105,31 +108,35 @@ class Preparer:
             actor_type, actor_id = pair("actor", actor)
         if target is not None:
             target_type, target_id = pair("target", target)
-        text = {
-            "actor_type": actor_type, "actor_id": actor_id, "target_type": target_type,
-            "target_id": target_id, "user_agent": user_agent, "request_id": request_id,
-            "correlation_id": correlation_id, "span_id": span_id, "parent_event_id": parent_event_id,
-            "source": source, "error_code": error_code, "error_message": error_message,
-        }
+        text: dict[str, Any] = {}  # only what is given: fewer fields to check, redact and pass on
+        if actor_type is not None:
+            text["actor_type"] = actor_type
+        if actor_id is not None:
+            text["actor_id"] = actor_id
+        if target_type is not None:
+            text["target_type"] = target_type
+        if target_id is not None:
+            text["target_id"] = target_id
+        if user_agent is not None:
+            text["user_agent"] = user_agent
+        if request_id is not None:
+            text["request_id"] = request_id
+        if correlation_id is not None:
+            text["correlation_id"] = correlation_id
+        if span_id is not None:
+            text["span_id"] = span_id
+        if parent_event_id is not None:
+            text["parent_event_id"] = parent_event_id
+        if source is not None:
+            text["source"] = source
+        if error_code is not None:
+            text["error_code"] = error_code
+        if error_message is not None:
+            text["error_message"] = error_message
         # 2. context and trace
         if use_context:
-            bound = context.current()
-            if bound:
-                for name, value in bound.items():
-                    if name == "metadata":
-                        metadata = {**value, **check_metadata(metadata)}
-                    elif name == "tenant_id":
-                        tenant_id = value if tenant_id is None else tenant_id
-                    elif name == "ip_address":
-                        ip_address = value if ip_address is None else ip_address
-                    elif text[name] is None:
-                        text[name] = value
-            if correlation_id is None and context.trace_ids is not None and (trace := context.trace_ids()):
-                if text["correlation_id"] is None:
-                    text["correlation_id"] = trace[0]
-                if text["span_id"] is None:
-                    text["span_id"] = trace[1]
-        if text["source"] is None:
+            tenant_id, ip_address, metadata = self._fill(text, tenant_id, ip_address, metadata)
+        if "source" not in text and self.source is not None:
             text["source"] = self.source
         # 3. validate
         if type(tenant_id) is not str or tenant_id not in self._tenants:
@@ -144,29 +151,56 @@ class Preparer:
         if latency_ms is not None:
             check_latency(latency_ms)
         for name, value in text.items():
-            if value is not None and not isinstance(value, str):
+            if type(value) is not str and not isinstance(value, str):
                 raise InvalidEvent(name, f"must be text, not {type(value).__name__}")
         if event_id is not None and not isinstance(event_id, str):
             raise InvalidEvent("event_id", f"must be text, not {type(event_id).__name__}")
         metadata = check_metadata(metadata)
         check_values(metadata, proof, before, after)
         # 4. redact
-        scrub, scrub_text = self.redactor.redact, self.redactor.text
-        for name, value in text.items():
-            if value is not None:
-                text[name] = scrub_text(value)
+        json: dict[str, Any] = {"metadata": metadata}
+        if proof is not None:
+            json["proof"] = proof
+        if before is not None:
+            json["before"] = before
+        if after is not None:
+            json["after"] = after
+        self._redact(text, json)
         # 5. encode
         event = Event(
             event_id=str(uuid7()) if event_id is None else event_id,
             tenant_id=tenant_id, action=action, occurred_at=occurred, outcome=outcome,
-            ip_address=ip_address, latency_ms=latency_ms,
-            metadata=scrub(metadata, "metadata") if metadata else metadata,
-            proof=None if proof is None else scrub(proof, "proof"),
-            before=None if before is None else scrub(before, "before"),
-            after=None if after is None else scrub(after, "after"),
-            **text,
+            ip_address=ip_address, latency_ms=latency_ms, **json, **text,
         )
         return event, encode(event)
+
+    @staticmethod
+    def _fill(text: dict[str, Any], tenant_id: Any, ip_address: Any, metadata: Any) -> tuple[Any, Any, Any]:
+        """Step 2: what the caller left out, from the bound context and the active trace."""
+        bound = context.current()
+        if bound:
+            for name, value in bound.items():
+                if name == "metadata":
+                    metadata = {**value, **check_metadata(metadata)}
+                elif name == "tenant_id":
+                    tenant_id = value if tenant_id is None else tenant_id
+                elif name == "ip_address":
+                    ip_address = value if ip_address is None else ip_address
+                elif name not in text:
+                    text[name] = value
+        if "correlation_id" not in text and context.trace_ids is not None and (trace := context.trace_ids()):
+            text["correlation_id"] = trace[0]
+            if "span_id" not in text:
+                text["span_id"] = trace[1]
+        return tenant_id, ip_address, metadata
+
+    def _redact(self, text: dict[str, Any], json: dict[str, Any]) -> None:
+        """Step 4, in place: every text field and JSON value of the event, in one search."""
+        values = [*text.values(), *json.values()]
+        scrubbed = self.redactor.redact_all(values, [*text, *json])
+        if scrubbed is not values:
+            for name, value in zip((*text, *json), scrubbed, strict=True):
+                (text if name in text else json)[name] = value
 
     def prepare_fields(self, fields: Mapping[str, Any], *, use_context: bool = False) -> tuple[Event, bytes]:
         """``prepare`` for a mapping from outside (HTTP, broker): unknown keys are named."""
@@ -179,7 +213,7 @@ class Preparer:
 
 def pair(field: str, value: Any) -> tuple[str, str]:
     """A (type, id) pair of strings; a two-letter string is not a pair."""
-    if isinstance(value, tuple | list) and len(value) == 2:
+    if isinstance(value, _SEQUENCES) and len(value) == 2:
         kind, ident = value
         if isinstance(kind, str) and isinstance(ident, str):
             return kind, ident
@@ -226,16 +260,20 @@ def check_json(value: Any, field: str, depth: int = 0) -> None:
         for key, item in value.items():
             if type(key) is not str and not isinstance(key, str):
                 raise InvalidEvent(field, f"object key {key!r:.60} is not a string")
+            item_kind = type(item)  # inlined: most items are plain scalars
+            if item_kind is str or item is None or item_kind is bool or (
+                    item_kind is int and -MAX_SAFE_INT <= item <= MAX_SAFE_INT):
+                continue
             check_json(item, field, depth + 1)
         return
-    if isinstance(value, list | tuple):
+    if isinstance(value, _SEQUENCES):
         for item in value:
             check_json(item, field, depth + 1)
         return
     if isinstance(value, Enum):  # msgspec writes an enum's value
         check_json(value.value, field, depth + 1)
         return
-    if isinstance(value, str | bool):
+    if isinstance(value, _TEXT_OR_BOOL):
         return
     if isinstance(value, int):  # a subclass is held to the same range as int itself
         check_json(int(value), field, depth)

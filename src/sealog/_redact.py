@@ -42,7 +42,12 @@ import re
 from collections.abc import Iterable
 from typing import Any, Final, NamedTuple
 
+import ahocorasick_rs
+
 REDACTED: Final = "[REDACTED]"
+# isinstance() on hot paths takes tuples: ``list | tuple`` would build a union type per call.
+_CONTAINERS: Final = (dict, list, tuple, str)
+_SEQUENCES: Final = (list, tuple)
 
 # -- key names -------------------------------------------------------------------------
 
@@ -162,6 +167,15 @@ def normalized(name: str) -> str:
     return f" {_NON_WORD.sub(' ', _CAMEL.sub(' ', name)).strip().lower()} "
 
 
+def _find(automaton: ahocorasick_rs.AhoCorasick, lower: str) -> list[str]:
+    """The trigger literals in ``lower``; a lone surrogate (which emit refuses later, by
+    name) cannot cross into Rust, and no literal holds one, so it becomes '?' for the search."""
+    try:
+        return automaton.find_matches_as_strings(lower, overlapping=True)
+    except UnicodeEncodeError:
+        return automaton.find_matches_as_strings(lower.encode("utf-8", "replace").decode(), overlapping=True)
+
+
 def _lower(value: str) -> str:
     """``value.lower()`` with every character in place (a few, like 'İ', grow when lowered)."""
     lower = value.lower()
@@ -248,8 +262,10 @@ class Redactor:
             for anchor in _KEY_ANCHORS if anchored else ():
                 self._triggered.setdefault(anchor, [])
         key_value_always = self._key_value is not None and not self._key_value_lower
-        self._triggers = re.compile(_trie(self._triggered)) if self._triggered else None
-        self._overlapping = re.compile(f"(?=({_trie(self._triggered)}))" if self._triggered else "(?!)")
+        # One pass of an Aho-Corasick automaton (in Rust) finds every trigger literal at once:
+        # ~5x faster than the same literals as a regex alternation, which Python's re tries at
+        # each position. Overlapping, since one literal may end where the next begins.
+        self._triggers = ahocorasick_rs.AhoCorasick(list(self._triggered)) if self._triggered else None
         self._scan_always = bool(self._always) or key_value_always
         self._short_cut = not self._scan_always and tuple(values) == DEFAULT_VALUES
 
@@ -283,17 +299,20 @@ class Redactor:
         key_value = self._key_value is not None and not self._key_value_lower
         if triggers is not None:
             lower = _lower(value)
-            first = triggers.search(lower)
-            if first is None and not self._scan_always:
+            found = _find(triggers, lower)
+            if not found and not self._scan_always:
                 return value  # the common case: no trace of any rule
-            # Overlapping, from the first hit: one literal may end where the next begins.
-            found = [] if first is None else self._overlapping.findall(lower, first.start())
             if found:
                 rules = list(rules)
                 triggered = self._triggered
                 for literal in set(found):
                     rules += triggered[literal]
                     key_value = key_value or (self._key_value_lower and literal in _ANCHOR_SET)
+        # Every key=value shape has an assignment: English words holding a key anchor
+        # ("success" holds "cc", "shipping" holds "pin") cost two C-level searches, no regex.
+        key_value = key_value and ("=" in value or ":" in value)
+        if not rules and not key_value:
+            return value
         spans: list[tuple[int, int, str]] = []
         for rule in dict.fromkeys(rules):  # a rule triggered twice runs once
             for match in rule.regex.finditer(value):
@@ -359,6 +378,61 @@ class Redactor:
         """
         return self._walk(value, field, None)
 
+    def redact_all(self, values: list[Any], fields: list[str]) -> list[Any]:
+        """``redact`` over every value of one event, with one search for all their strings.
+
+        The common event holds no secret: its strings are joined and searched for trigger
+        literals once (one Aho-Corasick pass instead of one per string), and its keys are
+        looked up in the key cache. Only when something could match does each value get the
+        full walk. Returns the very same objects when nothing needed scrubbing.
+        """
+        texts: list[str] = []
+        if self._triggers is None or self._scan_always or not self._short_cut or not self._gather(values, texts):
+            return [self._walk(v, f, None) for v, f in zip(values, fields, strict=True)]
+        if not texts:
+            return values
+        joined = "\n".join(texts)  # no trigger literal holds a newline, so none spans two strings
+        found = _find(self._triggers, _lower(joined))
+        if not found:
+            return values
+        if not ("=" in joined or ":" in joined) and not any(self._triggered[f] for f in set(found)):
+            return values  # only key anchors in plain words ("success" holds "cc"), and no assignment
+        return [self._walk(v, f, None) for v, f in zip(values, fields, strict=True)]
+
+    def _gather(self, values: Iterable[Any], texts: list[str]) -> bool:
+        """Collect the strings that could hold a secret (short ones without ``:`` or ``=``
+        cannot, as in ``text``); False (do the full walk) at a secret-named key that holds
+        something, or at a container or string of a subclass."""
+        cache = self._key_cache
+        for value in values:
+            kind = type(value)
+            if kind is str:
+                if len(value) >= _SHORT or ":" in value or "=" in value:
+                    texts.append(value)
+            elif kind is dict:
+                for key, item in value.items():
+                    if item is None:
+                        continue
+                    secret = cache.get(key)
+                    if secret is None:
+                        secret = type(key) is str and self.secret_key(key)
+                    if secret:
+                        return False
+                    item_kind = type(item)
+                    if item_kind is str:
+                        if len(item) >= _SHORT or ":" in item or "=" in item:
+                            texts.append(item)
+                    elif item_kind is int or item_kind is bool or item_kind is float:
+                        continue
+                    elif not self._gather((item,), texts):
+                        return False
+            elif kind is list or kind is tuple:
+                if not self._gather(value, texts):
+                    return False
+            elif value is not None and isinstance(value, _CONTAINERS):
+                return False
+        return True
+
     def explain(self, value: Any, field: str = "metadata") -> list[Finding]:
         """Every replacement ``redact`` would make, with its path and rule, in walk order."""
         findings: list[Finding] = []
@@ -397,7 +471,7 @@ class Redactor:
                         copy = dict(value)
                     copy[key] = new
             return value if copy is None else copy
-        if isinstance(value, list | tuple):
+        if isinstance(value, _SEQUENCES):
             changed: list[Any] | None = None
             for index, item in enumerate(value):
                 new = self._walk(item, "" if findings is None else f"{path}[{index}]", findings)
