@@ -14,6 +14,8 @@ from typing import Any, Final
 
 from uuid_utils import uuid7
 
+from .._prepare import pair
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -158,9 +160,13 @@ class RequestFields:
 
 
 def add_identity(fields: dict[str, Any], tenant: str | None, actor: Pair | None) -> dict[str, Any]:
-    """Adds what the tenant and actor callables returned; None leaves the field to the app."""
+    """Adds what the tenant and actor callables returned; None leaves the field to the app.
+
+    The actor is unpacked here (a bad pair raises InvalidEvent at once, naming ``actor``),
+    so the middleware can bind the context directly: every emit checks what it brings.
+    """
     if tenant is not None:
         fields["tenant_id"] = tenant
     if actor is not None:
-        fields["actor"] = actor
+        fields["actor_type"], fields["actor_id"] = pair("actor", actor)
     return fields

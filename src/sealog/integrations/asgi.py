@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from sealog import AuditLog, get_default
+from sealog import AuditLog
+from sealog._context import bind
 
 from ._request import Pair, RequestFields, add_identity
 
@@ -67,6 +68,5 @@ class AuditMiddleware:
                     message = {**message, "headers": headers}
             await send(message)
 
-        log = self.log or get_default()
-        with log.context(**fields):
+        with bind(**fields):  # the request's fields, for whichever AuditLog emits inside it
             await self.app(scope, receive, send_with_id)

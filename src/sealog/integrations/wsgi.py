@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from sealog import AuditLog, get_default
+from sealog import AuditLog
+from sealog._context import bind
 
 from ._request import Pair, RequestFields, add_identity
 
@@ -52,9 +53,8 @@ class AuditMiddleware:
                 headers = [*headers, (header, rid)]
             return start_response(status, headers, exc_info)
 
-        log = self.log or get_default()
         ctx = contextvars.copy_context()
-        binding = log.context(**fields)
+        binding = bind(**fields)  # the request's fields, for whichever AuditLog emits inside it
         ctx.run(binding.__enter__)
         try:
             result = ctx.run(self.app, environ, start_with_id)
