@@ -213,6 +213,8 @@ class Preparer:
 
 def pair(field: str, value: Any) -> tuple[str, str]:
     """A (type, id) pair of strings; a two-letter string is not a pair."""
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is str and type(value[1]) is str:
+        return value  # the common case, checked without a call
     if isinstance(value, _SEQUENCES) and len(value) == 2:
         kind, ident = value
         if isinstance(kind, str) and isinstance(ident, str):
