@@ -45,8 +45,6 @@ class Written(NamedTuple):
     """(index, reason) of lines that are not events at all; they go to quarantine."""
 
 
-Rejected = EventRejected
-"""The sink refused an event on its own (the old name of EventRejected)."""
 
 
 class LineSink(Protocol):
@@ -128,7 +126,7 @@ class ProcessSink:
         if kind == "DOWN":
             raise StoreUnavailable(rest)
         if kind == "BAD":
-            raise Rejected(rest)
+            raise EventRejected(rest)
         return rest
 
     @staticmethod

@@ -241,29 +241,8 @@ class Spool:
         SpoolFull is also what a full or failing local disk raises: the one storage
         failure emit reports, because the event could not be accepted at all.
         """
-        data = line + b"\n"
         with self._lock:
-            if self._closed:
-                raise RuntimeError("this spool is closed")
-            if self.bytes + len(data) > self.max_bytes:
-                self._make_room(len(data))
-            segment = self._active
-            if segment.size >= self.segment_bytes:
-                segment.sealed = True
-                segment = self._active = self._new_segment()
-            try:
-                written = os.write(segment.fd, data)
-            except OSError as exc:  # disk full, I/O error: the event cannot be made durable
-                raise SpoolFull(f"cannot write to the spool {self.directory}: {exc}") from exc
-            if written != len(data):  # a short write leaves a torn line: start a fresh segment
-                segment.sealed = True
-                self._active = self._new_segment()
-                raise SpoolFull(f"short write to the spool {self.directory}")
-            segment.size += len(data)
-            segment.pending += 1
-            self.bytes += len(data)
-            self.appended += 1
-            self._dirty = True
+            self._write(line + b"\n", 1)
 
     def append_all(self, lines: list[bytes]) -> None:
         """Write a batch as one record: every line durable, or none of them (SpoolFull).
@@ -274,32 +253,40 @@ class Spool:
         """
         data = b"".join(line + b"\n" for line in lines)
         with self._lock:
-            if self._closed:
-                raise RuntimeError("this spool is closed")
             if len(data) > self.max_bytes:
                 raise SpoolFull(f"a batch of {len(data)} bytes can never fit the spool's cap of {self.max_bytes}")
-            if self.bytes + len(data) > self.max_bytes:
-                self._make_room(len(data))
-            segment = self._active
-            if segment.size >= self.segment_bytes:
-                segment.sealed = True
-                segment = self._active = self._new_segment()
-            try:
-                written = os.write(segment.fd, data)
-                failure = "a short write"
-            except OSError as exc:
-                written, failure = -1, str(exc)
-            if written != len(data):
-                with contextlib.suppress(OSError):
-                    os.ftruncate(segment.fd, segment.size)
-                segment.sealed = True
-                self._active = self._new_segment()
-                raise SpoolFull(f"cannot write to the spool {self.directory}: {failure}")
-            segment.size += len(data)
-            segment.pending += len(lines)
-            self.bytes += len(data)
-            self.appended += len(lines)
-            self._dirty = True
+            self._write(data, len(lines))
+
+    def _write(self, data: bytes, count: int) -> None:
+        """Append ``count`` whole lines under the lock; a failed or short write is cut off again.
+
+        SpoolFull is also what a full or failing local disk raises: the events could not be
+        made durable, so they are refused rather than half kept.
+        """
+        if self._closed:
+            raise RuntimeError("this spool is closed")
+        if self.bytes + len(data) > self.max_bytes:
+            self._make_room(len(data))
+        segment = self._active
+        if segment.size >= self.segment_bytes:
+            segment.sealed = True
+            segment = self._active = self._new_segment()
+        try:
+            written = os.write(segment.fd, data)
+            failure = "a short write"
+        except OSError as exc:  # disk full, I/O error
+            written, failure = -1, str(exc)
+        if written != len(data):  # a torn line must not be read: truncate it, start a new segment
+            with contextlib.suppress(OSError):
+                os.ftruncate(segment.fd, segment.size)
+            segment.sealed = True
+            self._active = self._new_segment()
+            raise SpoolFull(f"cannot write to the spool {self.directory}: {failure}")
+        segment.size += len(data)
+        segment.pending += count
+        self.bytes += len(data)
+        self.appended += count
+        self._dirty = True
 
     def _make_room(self, size: int) -> None:
         if self.full_policy == "block":

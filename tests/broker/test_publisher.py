@@ -131,8 +131,8 @@ def test_one_unroutable_event_is_rejected_alone_and_the_rest_sent_once(rabbit_ur
 
 def test_sink_protocol_retries_skip_what_the_broker_confirmed(rabbit_url: str, names: Names, amqp: Any) -> None:
     """write() refuses a batch with an unroutable event; the writer's smaller retries send nothing twice."""
+    from sealog import EventRejected as Rejected
     from sealog._event import decode
-    from sealog._sinks import Rejected
     from sealog.broker.publisher import Publisher
 
     bound_queue(amqp, names)

@@ -12,7 +12,7 @@ writer puts it in the local quarantine file: an audit event is never silently dr
 by the broker. The rest of the batch was confirmed and is not sent again: re-sending a
 whole batch for one unroutable event once put 1,884 copies of 1,001 events in a queue.
 
-Through the older ``write`` (Sink protocol) a return still raises ``Rejected``, and the
+Through the older ``write`` (Sink protocol) a return still raises ``EventRejected``, and the
 writer splits the batch to find the event; the messages the broker already confirmed
 are remembered, so those retries skip them instead of publishing them again. The same
 memory keeps the retry after an outage from re-sending what was confirmed before it.
@@ -27,9 +27,9 @@ from typing import Any, Final
 
 import msgspec
 
-from .._errors import StoreUnavailable
+from .._errors import EventRejected, StoreUnavailable
 from .._event import Event
-from .._sinks import Rejected, Written
+from .._sinks import Written
 
 log = logging.getLogger("sealog")
 
@@ -119,14 +119,14 @@ class Publisher:
     def write(self, events: Sequence[Event]) -> int:
         """The Sink protocol: publish the batch; returns once the broker confirmed every message.
 
-        An unroutable event raises ``Rejected``; the confirmed rest is remembered, so the
+        An unroutable event raises ``EventRejected``; the confirmed rest is remembered, so the
         writer's smaller retries of the batch do not publish those messages again.
         """
         added, returned = self._deliver(events)
         if returned:
             unroutable = set(returned)
             self._already.update((e.tenant_id, e.event_id) for i, e in enumerate(events) if i not in unroutable)
-            raise Rejected(self._unroutable([events[i].action for i in returned]))
+            raise EventRejected(self._unroutable([events[i].action for i in returned]))
         return added
 
     def _unroutable(self, actions: list[str]) -> str:
