@@ -25,6 +25,13 @@ class bind:
     def __init__(self, **fields: Any) -> None:
         self._given = {k: v for k, v in fields.items() if v is not None}
 
+    @classmethod
+    def fields(cls, fields: dict[str, Any]) -> bind:
+        """Binds a dict the caller built without None values, as is: middleware's per-request path."""
+        binding = cls.__new__(cls)
+        binding._given = fields
+        return binding
+
     def __enter__(self) -> dict[str, Any]:
         outer = _fields.get()  # merged on entry: the block layers over what is bound then
         merged = {**outer, **self._given} if outer else self._given

@@ -14,14 +14,13 @@ from typing import Any, Final
 
 from uuid_utils import uuid7
 
+from .._event import MAX_USER_AGENT
 from .._prepare import pair
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 CACHE_SIZE: Final = 4096
-MAX_USER_AGENT: Final = 4096
-"""The event's user_agent limit: a longer header is cut, never a reason to lose the event."""
 
 # A client may send anything: keep its request id only when it is short, visible ASCII.
 _REQUEST_ID: Final = re.compile(r"[!-~]{1,128}")

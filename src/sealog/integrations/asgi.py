@@ -41,32 +41,43 @@ class AuditMiddleware:
         self.actor = actor
         self.fields = RequestFields(trusted_proxies, request_id_header)
         self.header = self.fields.header.encode("latin-1")
+        self.wanted = frozenset((self.header, *_WANTED))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         header = self.header
-        found: dict[bytes, str] = {}
-        for name, value in scope.get("headers") or ():
-            if name == header or name in _WANTED:
-                text = value.decode("latin-1")
-                found[name] = f"{found[name]},{text}" if name == b"x-forwarded-for" and name in found else text
+        given = forwarded = agent = traceparent = None
+        for name, value in scope.get("headers") or ():  # one pass, names compared as bytes
+            if name in self.wanted:
+                if name == header:
+                    given = value.decode("latin-1")
+                elif name == b"x-forwarded-for":
+                    forwarded = value if forwarded is None else forwarded + b"," + value
+                elif name == b"user-agent":
+                    agent = value.decode("latin-1")
+                else:
+                    traceparent = value.decode("latin-1")
         client = scope.get("client")
-        fields = self.fields.build(client[0] if client else None, found.get(header),
-                                   found.get(b"x-forwarded-for"), found.get(b"user-agent"),
-                                   found.get(b"traceparent"))
-        add_identity(fields, self.tenant(scope) if self.tenant else None,
-                     self.actor(scope) if self.actor else None)
-        echo = (header, fields["request_id"].encode("latin-1"))
+        fields = self.fields.build(client[0] if client else None, given,
+                                   None if forwarded is None else forwarded.decode("latin-1"), agent, traceparent)
+        if self.tenant is not None or self.actor is not None:
+            add_identity(fields, self.tenant(scope) if self.tenant else None,
+                         self.actor(scope) if self.actor else None)
+        rid = fields["request_id"]
+        echo = (header, rid.encode("latin-1"))
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers") or ())
-                if not any(name.lower() == header for name, _ in headers):
-                    headers.append(echo)
-                    message = {**message, "headers": headers}
+                headers = message.get("headers") or ()
+                for name, _ in headers:
+                    if name.lower() == header:
+                        break
+                else:
+                    message = {**message, "headers": [*headers, echo]}
             await send(message)
 
-        with bind(**fields):  # the request's fields, for whichever AuditLog emits inside it
+        with bind.fields(fields):  # the request's fields, for whichever AuditLog emits inside it
             await self.app(scope, receive, send_with_id)
+

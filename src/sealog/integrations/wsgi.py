@@ -54,7 +54,7 @@ class AuditMiddleware:
             return start_response(status, headers, exc_info)
 
         ctx = contextvars.copy_context()
-        binding = bind(**fields)  # the request's fields, for whichever AuditLog emits inside it
+        binding = bind.fields(fields)  # the request's fields, for whichever AuditLog emits inside it
         ctx.run(binding.__enter__)
         try:
             result = ctx.run(self.app, environ, start_with_id)
