@@ -28,7 +28,7 @@ import rfc8785
 from click.testing import CliRunner, Result
 
 from sealog import AuditLog
-from sealog._checkpoints import NoCheckpoint, TreeRewritten
+from sealog._checkpoints import Checkpoints, NoCheckpoint, TreeRewritten
 from sealog._cli import main
 from sealog._merkle import leaf_hash, verify_consistency, verify_inclusion
 from sealog._note import Signer, Verifier, generate_key, open_checkpoint, sign
@@ -498,3 +498,31 @@ def test_readme_shows_the_standalone_verifier() -> None:
     if "## Verifiable log" not in readme:
         pytest.skip("README has no Verifiable log section yet (the lead adds it from the report)")
     assert STANDALONE_VERIFIER in readme
+
+
+def test_a_checkpoint_signed_meanwhile_by_another_process_is_not_a_cut(tmp_path: Path) -> None:
+    """Signer A reads the tree; B signs a bigger tree before A reads the latest checkpoint: A still signs."""
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    signer = Signer.from_text(generate_key("race.example")[0])
+    with AuditLog(url, spool_dir=tmp_path / "spool") as log:
+        for i in range(10):
+            log.emit(tenant_id="acme", action="auth.login", actor=("user", f"u-{i}"))
+        assert log.flush(30)
+        store: Any = open_store(url)
+        first, second = Checkpoints(signer), Checkpoints(signer)
+        real_size = store.tree_size
+
+        def size_then_race(tenant_id: str) -> int:
+            size: int = real_size(tenant_id)
+            store.tree_size = real_size  # once
+            for i in range(5):
+                log.emit(tenant_id="acme", action="auth.login", actor=("user", f"v-{i}"))
+            assert log.flush(30)
+            second.sign(store, "acme")  # another worker signs the grown tree meanwhile
+            return size
+
+        store.tree_size = size_then_race
+        signed = first.sign(store, "acme")  # TreeRewritten ("events were cut off") before the fix
+        assert signed.tree_size in (10, 15)
+        assert store.latest_checkpoint("acme").tree_size == 15
+        store.close()

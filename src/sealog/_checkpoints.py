@@ -123,9 +123,11 @@ class Checkpoints:
         """Sign and keep the tenant's tree as it is now, once it proved to extend the latest checkpoint."""
         if self.signer is None:
             raise NoCheckpoint("no signing key: give --signing-key FILE or set SEALOG_SIGNING_KEY")
+        # The latest checkpoint first: read after the tree, it could be one that another process
+        # (a second `serve` worker) signed meanwhile over a bigger tree, and ours would look cut off.
+        latest = store.latest_checkpoint(tenant_id)
         size = store.tree_size(tenant_id)
         root = store.tree_root(tenant_id, size)
-        latest = store.latest_checkpoint(tenant_id)
         if latest is not None:
             check_extends(store, tenant_id, latest, size, root)
         note = sign(format_checkpoint(origin(self.name, tenant_id), size, root), self.signer)
