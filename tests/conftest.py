@@ -10,7 +10,7 @@ import pytest
 
 from sealog import AuditLog
 
-pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.rabbitmq"]
+pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.rabbitmq", "tests.fixtures.rabbitcluster"]
 
 
 @pytest.fixture

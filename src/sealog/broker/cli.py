@@ -6,7 +6,9 @@ input error, 3 broker or store unreachable at start. Later outages are ridden ou
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -19,7 +21,8 @@ from .._errors import InvalidQuery, StoreUnavailable
 from .._log import default_spool_dir, resolve_url
 from .._patterns import check as check_pattern
 from ..stores import open_store
-from .publisher import DEFAULT_EXCHANGE
+from .consumer import DEFAULT_DELIVERY_LIMIT, QUEUE_TYPES
+from .publisher import DEFAULT_EXCHANGE, broker_urls
 
 EXIT_USAGE, EXIT_UNREACHABLE = 2, 3
 log = logging.getLogger("sealog")
@@ -35,9 +38,49 @@ def stats_path(store_url: str, queue: str) -> Path:
     return default_spool_dir(store_url) / f"consume-{queue}.json"
 
 
+def claim_stats_file(path: Path, *, chosen: bool) -> tuple[Path, int]:
+    """The stats file (and, beside it, the attempts file) this consumer alone writes, and its lock.
+
+    Competing consumers of one queue on one host would otherwise share the default file and
+    overwrite each other's crash counts: the second takes ``consume-QUEUE.1.json``, and so on.
+    A file named with ``--stats-file`` that another live consumer holds is a usage error.
+    """
+    candidates = [path] if chosen else [path, *(path.with_name(f"{path.stem}.{n}{path.suffix}") for n in range(1, 64))]
+    for candidate in candidates:
+        candidate.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(candidate.with_name(candidate.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return candidate, fd  # held (the fd stays open) until the process exits
+    raise ValueError(f"another running consumer writes {path}: give each consumer its own --stats-file")
+
+
+def _check_options(broker: str, bindings: tuple[str, ...], queue_type: str, delivery_limit: int | None) -> None:
+    """Usage errors (and a missing extra) first, before anything connects: exit 2."""
+    try:
+        for pattern in bindings:
+            check_pattern(pattern)
+    except InvalidQuery as exc:
+        _fail(f"--bind: {exc}", EXIT_USAGE)
+    if delivery_limit is not None and queue_type != "quorum":
+        _fail("--delivery-limit needs --queue-type quorum (classic queues count no deliveries)", EXIT_USAGE)
+    try:
+        broker_urls(broker)
+    except ValueError as exc:
+        _fail(f"--broker: {exc}", EXIT_USAGE)
+    try:
+        import pika  # noqa: F401  # only to report a missing extra clearly
+    except ImportError:
+        _fail("sealog consume needs the rabbitmq extra: pip install 'sealog[rabbitmq]'", EXIT_USAGE)
+
+
 @click.command()
 @click.option("--broker", envvar="SEALOG_BROKER_URL", required=True,
-              help="amqp://user:pass@host:port/vhost (else SEALOG_BROKER_URL).")
+              help="amqp://user:pass@host:port/vhost, or a cluster's nodes amqp://user:pass@h1:p1,h2:p2/vhost "
+                   "(else SEALOG_BROKER_URL).")
 @click.option("--exchange", default=DEFAULT_EXCHANGE, show_default=True, help="Durable topic exchange.")
 @click.option("--queue", required=True, help="Durable queue to declare and consume.")
 @click.option("--bind", "bindings", multiple=True, required=True,
@@ -51,31 +94,24 @@ def stats_path(store_url: str, queue: str) -> Path:
               help="Milliseconds a partial batch waits for more messages.")
 @click.option("--prefetch", default=None, type=click.IntRange(1, 65_535),
               help="Unacked messages in flight [default: 2 x batch size].")
+@click.option("--queue-type", type=click.Choice(QUEUE_TYPES), default="classic", show_default=True,
+              help="quorum: replicated on a cluster's nodes, with a delivery limit.")
+@click.option("--delivery-limit", type=click.IntRange(1, 1_000_000), default=None,
+              help=f"Quorum queues: returns before the broker dead-letters a message [default: "
+                   f"{DEFAULT_DELIVERY_LIMIT}].")
 @click.option("--stats-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Health record, rewritten every interval [default: consume-QUEUE.json in the spool dir].")
 @click.option("--stats-interval", default=30.0, show_default=True, type=click.FloatRange(0.1),
               help="Seconds between health log lines and stats file updates.")
 def consume(broker: str, exchange: str, queue: str, bindings: tuple[str, ...], default_tenant: str | None,
             dead_letter: str | None, url: str | None, batch_size: int, batch_delay: int,
-            prefetch: int | None, stats_file: Path | None, stats_interval: float) -> None:
+            prefetch: int | None, queue_type: str, delivery_limit: int | None, stats_file: Path | None,
+            stats_interval: float) -> None:
     """Consume audit events from RabbitMQ into the store, each exactly once."""
     from .consumer import BrokerUnavailable, Consumer, Settings, TopologyConflict
 
-    try:
-        for pattern in bindings:
-            check_pattern(pattern)
-    except InvalidQuery as exc:
-        _fail(f"--bind: {exc}", EXIT_USAGE)
-    try:
-        import pika  # noqa: F401  # only to report a missing extra clearly
-    except ImportError:
-        _fail("sealog consume needs the rabbitmq extra: pip install 'sealog[rabbitmq]'", EXIT_USAGE)
+    _check_options(broker, bindings, queue_type, delivery_limit)
     store_url = resolve_url(url)
-    settings = Settings(
-        broker=broker, exchange=exchange, queue=queue, bindings=bindings,
-        dead_letter=dead_letter or f"{queue}.dead", default_tenant=default_tenant,
-        batch_size=batch_size, batch_delay=batch_delay / 1000, prefetch=prefetch or 2 * batch_size,
-        stats_file=stats_file or stats_path(store_url, queue), stats_interval=stats_interval)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         log.setLevel(logging.INFO)
@@ -89,6 +125,17 @@ def consume(broker: str, exchange: str, queue: str, bindings: tuple[str, ...], d
         _fail(str(exc), EXIT_USAGE)
     except StoreUnavailable as exc:
         _fail(f"store unreachable: {exc}", EXIT_UNREACHABLE)
+    try:
+        claimed, _lock = claim_stats_file(stats_file or stats_path(store_url, queue), chosen=stats_file is not None)
+    except (OSError, ValueError) as exc:
+        store.close()
+        _fail(f"--stats-file: {exc}", EXIT_USAGE)
+    settings = Settings(
+        broker=broker, exchange=exchange, queue=queue, bindings=bindings,
+        dead_letter=dead_letter or f"{queue}.dead", default_tenant=default_tenant,
+        batch_size=batch_size, batch_delay=batch_delay / 1000, prefetch=prefetch or 2 * batch_size,
+        stats_file=claimed, stats_interval=stats_interval,
+        queue_type=queue_type, delivery_limit=delivery_limit or DEFAULT_DELIVERY_LIMIT)
     consumer = Consumer(settings, store)
     try:
         try:

@@ -14,7 +14,16 @@ are counted in a small file written *before* it is handled, so the count survive
 crash it counts. From the second attempt on, redelivered messages are handled one by
 one, which isolates the killer from its innocent batch mates; at ``MAX_ATTEMPTS`` it is
 dead-lettered unread, with the reason, and the consumer carries on. A quorum queue's
-``x-delivery-count`` header counts too.
+``x-delivery-count`` is not used for that count: the broker counts every return, and a
+lost connection or a stopped node returns every message in flight, so innocent messages
+would be taken for killers (and handled one by one, slowly) after a node loss. Deaths of
+consumers on other hosts are what the quorum queue's delivery limit is for.
+
+``--queue-type quorum`` declares a replicated quorum queue (and dead-letter queue) with
+``x-delivery-limit``: the broker itself dead-letters a message returned more often than
+that, the last line for a crash the consumer could not count (a fault in the client
+library, a wiped attempts file). Dead-lettering is ``at-least-once``, so a message is
+never dropped between the queue and its dead-letter queue, even while a node is down.
 
 pika's blocking API fits: one process, one thread, one connection with two channels
 (consume; confirmed dead-letter publishes).
@@ -40,7 +49,7 @@ from .._event import Event
 from .._isolate import Unproven, isolate
 from ..stores import Store
 from .envelopes import Poison, to_event
-from .publisher import connection_parameters
+from .publisher import broker_urls, connection_parameters
 
 _jitter = random.Random()  # leaves the global random state alone
 log = logging.getLogger("sealog")
@@ -52,6 +61,11 @@ STOP_POLL: Final = 0.2
 """How often an idle consumer looks at the stop flag: the bound on SIGTERM latency."""
 MAX_ATTEMPTS: Final = 3
 """Deliveries during which the process died before a message is dead-lettered unread."""
+QUEUE_TYPES: Final = ("classic", "quorum")
+DEFAULT_DELIVERY_LIMIT: Final = 10
+"""Quorum queues: returns before the broker dead-letters a message. Above MAX_ATTEMPTS, so the
+consumer (which names the reason) acts first, and above the few returns an innocent message
+collects when a killer's batch mates go back to the queue with it."""
 
 
 class BrokerUnavailable(Exception):
@@ -78,6 +92,20 @@ class Settings:
     stats_interval: float = 30.0
     attempts_file: Path | None = None
     """Attempt counts of redelivered messages [default: beside the stats file; else in memory]."""
+    queue_type: str = "classic"
+    """``classic`` or ``quorum`` (replicated on a cluster, with a delivery limit)."""
+    delivery_limit: int = DEFAULT_DELIVERY_LIMIT
+
+    def queue_arguments(self) -> dict[str, Any]:
+        """The queue's declaration arguments; a queue declared before with others is a TopologyConflict."""
+        arguments: dict[str, Any] = {"x-dead-letter-exchange": self.dead_letter}
+        if self.queue_type == "quorum":
+            arguments.update({"x-queue-type": "quorum", "x-delivery-limit": self.delivery_limit,
+                              "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"})
+        return arguments
+
+    def dead_letter_arguments(self) -> dict[str, Any] | None:
+        return {"x-queue-type": "quorum"} if self.queue_type == "quorum" else None
 
 
 @dataclass
@@ -136,13 +164,13 @@ class Attempts:
                 self.counts = {str(k): int(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
 
     def seen(self, delivery: Delivery) -> int:
-        """Attempts counted so far (by us, or by a quorum queue)."""
-        return max(self.counts.get(delivery.key, 0), delivery.broker_count)
+        """Attempts counted so far: deaths of this consumer (its file) while handling the message."""
+        return self.counts.get(delivery.key, 0)
 
     def begin(self, deliveries: Sequence[Delivery]) -> dict[str, int]:
         """Count one more attempt for each redelivered message; returns the counts, saved."""
         for d in deliveries:
-            self.counts[d.key] = max(self.counts.get(d.key, 0), d.broker_count) + 1
+            self.counts[d.key] = self.counts.get(d.key, 0) + 1
         self._save()
         return {d.key: self.counts[d.key] for d in deliveries}
 
@@ -198,6 +226,7 @@ class Consumer:
         self._dl_channel: Any = None
         self._pending: list[Delivery] = []
         self._first_at = 0.0
+        self._turn = -1  # the node connected to last, in broker_urls order
         self._last_report = time.monotonic()
         attempts = settings.attempts_file
         if attempts is None and settings.stats_file is not None:
@@ -215,8 +244,8 @@ class Consumer:
         import pika
         import pika.exceptions
 
-        try:
-            self._conn = pika.BlockingConnection(connection_parameters(self.settings.broker))
+        try:  # several nodes (amqp://u:p@h1:p1,h2:p2/vh): pika tries them in turn, from the next one
+            self._conn = pika.BlockingConnection(self._nodes())
         except pika.exceptions.AMQPError as exc:
             raise BrokerUnavailable(f"cannot reach the broker {self._where}: {exc!r}") from exc
         try:
@@ -251,10 +280,11 @@ class Consumer:
         channel = self._conn.channel()
         channel.exchange_declare(s.exchange, exchange_type="topic", durable=True)
         channel.exchange_declare(s.dead_letter, exchange_type="fanout", durable=True)
-        channel.queue_declare(s.dead_letter, durable=True)
+        channel.queue_declare(s.dead_letter, durable=True, arguments=s.dead_letter_arguments())
         channel.queue_bind(s.dead_letter, s.dead_letter)
-        # The queue's own dead-letter exchange catches what an operator rejects or expires.
-        channel.queue_declare(s.queue, durable=True, arguments={"x-dead-letter-exchange": s.dead_letter})
+        # The queue's own dead-letter exchange catches what an operator rejects or expires, and
+        # (quorum) what was returned more than the delivery limit.
+        channel.queue_declare(s.queue, durable=True, arguments=s.queue_arguments())
         for pattern in s.bindings:
             channel.queue_bind(s.queue, s.exchange, routing_key=pattern)
         channel.basic_qos(prefetch_count=s.prefetch)
@@ -310,6 +340,8 @@ class Consumer:
             # so only the one that kills the process is counted again.
             counted = {id(d) for d in again}
             for delivery in batch:
+                if time.monotonic() - self._last_report >= self.settings.stats_interval:
+                    self.report()  # this path is slow (a transaction per message): still visibly alive
                 if id(delivery) not in counted:
                     if not self._handle([delivery]):
                         break
@@ -466,6 +498,12 @@ class Consumer:
         self.counts.last_error = message
         if first:  # one line per outage, not one per retry
             log.warning("sealog consume: %s", message)
+
+    def _nodes(self) -> list[Any]:
+        """Connection parameters of every node, starting after the one used last."""
+        nodes = [connection_parameters(url) for url in broker_urls(self.settings.broker)]
+        self._turn = (self._turn + 1) % len(nodes)
+        return nodes[self._turn:] + nodes[:self._turn]
 
     @property
     def _where(self) -> str:

@@ -24,8 +24,10 @@ NAMESPACE: Final = uuid.UUID("6f1e8a52-3c0b-5d7e-9a41-2b8c5e0f7d13")
 """UUIDv5 namespace of the ids given to messages that carry none."""
 
 _ACCEPTED: Final = frozenset(FIELDS) - frozenset(SEAL_FIELDS)
+_ACCEPTED_OR_SEALED: Final = frozenset(FIELDS) | frozenset(SEAL_FIELDS)
 _NUMERIC_IDS: Final = ("event_id", "actor_id", "target_id", "tenant_id")
 _decode_json = msgspec.json.decode
+_NUMBERS: Final = (int, float)
 DEFAULT_PREPARER: Final = Preparer(DEFAULT_REDACTOR)
 MAX_MESSAGE_BYTES: Final = 1 << 20
 """A body over this is refused before decoding: one event encodes to at most 64 KiB."""
@@ -108,19 +110,23 @@ def _to_event(body: bytes, default_tenant: str | None, message_id: str | None, p
                      "a CloudEvent (specversion) or a domain event (event_type, payload)")
     for name in _NUMERIC_IDS:  # numeric ids are common in other languages
         value = fields.get(name)
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if type(value) is not str and isinstance(value, _NUMBERS) and not isinstance(value, bool):
             fields[name] = str(value)
     if fields.get("event_id") is None:
         fields["event_id"] = message_id or derived_id(body)
+    if None in fields.values():  # a JSON null means "not given"
+        fields = {k: v for k, v in fields.items() if v is not None}
     try:
-        return preparer.prepare_fields({k: v for k, v in fields.items() if v is not None})[0]
+        return preparer.prepare_fields(fields)[0]
     except InvalidEvent as exc:
         raise Poison(f"invalid event: {exc}") from None
 
 
 def from_sealog(data: dict[str, Any]) -> dict[str, Any]:
     """The sealog event JSON; seal fields are dropped because the store seals."""
-    unknown = sorted(set(data) - _ACCEPTED - set(SEAL_FIELDS))
+    if data.keys() <= _ACCEPTED:  # what sealog's publisher sends: one subset test in C, no copy
+        return data
+    unknown = sorted(data.keys() - _ACCEPTED_OR_SEALED)
     if unknown:
         raise Poison(f"unknown field {unknown[0]!r} in a sealog event")
     return {k: v for k, v in data.items() if k in _ACCEPTED}

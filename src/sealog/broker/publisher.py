@@ -16,6 +16,12 @@ Through the older ``write`` (Sink protocol) a return still raises ``EventRejecte
 writer splits the batch to find the event; the messages the broker already confirmed
 are remembered, so those retries skip them instead of publishing them again. The same
 memory keeps the retry after an outage from re-sending what was confirmed before it.
+
+A cluster is one URL with several hosts, ``amqp://user:pass@h1:5672,h2:5672,h3:5672/vhost``
+(one set of credentials, so the spool's target, which drops the password, names them all).
+The publisher stays on the node that works; when its connection breaks it tries the
+others in turn, and the messages the lost node never confirmed are published again (the
+consumer's idempotent store turns a copy into nothing).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
@@ -45,6 +52,18 @@ _decode_batch = msgspec.json.Decoder(list[Event]).decode
 _decode = msgspec.json.Decoder(Event).decode
 Key = tuple[str, str]
 """(tenant_id, event_id): the idempotency key of an event."""
+
+
+def broker_urls(url: str) -> list[str]:
+    """One URL per node of ``amqp://user:pass@h1:p1,h2:p2/vhost`` (a single-host URL is itself)."""
+    parts = urlsplit(url)
+    credentials, at, hosts = parts.netloc.rpartition("@")
+    if "," not in hosts:
+        return [url]
+    nodes = [host.strip() for host in hosts.split(",")]
+    if not all(nodes):
+        raise ValueError(f"not a broker URL: an empty host in {hosts!r}")
+    return [urlunsplit(parts._replace(netloc=f"{credentials}{at}{node}")) for node in nodes]
 
 
 def connection_parameters(url: str) -> Any:
@@ -72,7 +91,9 @@ class Publisher:
         self.url = url
         self.exchange = exchange
         self.published = 0
-        self._params = connection_parameters(url)
+        self._nodes = [connection_parameters(node) for node in broker_urls(url)]
+        self._node = 0  # the node in use, kept while it works
+        self._params = self._nodes[0]
         self._conn: Any = None
         self._channel: Any = None
         self._ready = False
@@ -80,8 +101,8 @@ class Publisher:
         self._done: Callable[[], bool] | None = None
         self._sent = 0  # delivery tags issued on this channel (they start at 1)
         self._confirmed = 0  # every tag up to here is acked
-        self._singles: set[int] = set()  # acked tags beyond the contiguous prefix
-        self._nacked = False
+        self._singles: set[int] = set()  # settled tags beyond the contiguous prefix
+        self._nacked: set[int] = set()  # tags the broker refused (settled, but not taken)
         self._returned: list[bytes] = []  # bodies of the messages the broker returned
         self._loop: Any = None  # the ioloop _wait is running, which callbacks stop
         self._already: set[Key] = set()
@@ -187,7 +208,7 @@ class Publisher:
             return []
         channel = self._connected()
         self._returned.clear()
-        self._nacked = False
+        self._nacked.clear()
         first = self._sent + 1
         bodies = [_encode(event) for event in events]
         try:
@@ -201,28 +222,44 @@ class Publisher:
             self._fail(f"publish failed: {type(exc).__name__}: {exc}")
         last = self._sent
         try:
-            self._wait(lambda: self._confirmed >= last or self._nacked, CONFIRM_TIMEOUT)
+            self._wait(lambda: self._confirmed >= last, CONFIRM_TIMEOUT)
         except StoreUnavailable:
             self._remember(events, bodies, first)
             raise
-        if self._nacked:
-            raise StoreUnavailable("the broker refused (nacked) a message; the batch will be retried")
+        if self._nacked:  # e.g. a quorum queue between leaders: only the refused ones go again
+            self._remember(events, bodies, first)
+            raise StoreUnavailable(f"the broker refused (nacked) {len(self._nacked)} of {len(events)} messages; "
+                                   "they will be published again")
         self.published += len(events) - len(self._returned)
         return _positions(bodies, self._returned)
 
     def _remember(self, events: Sequence[Event], bodies: list[bytes], first: int) -> None:
         """Before failing: keep the keys of the messages the broker did confirm (and route)."""
-        if self._nacked:
-            return  # which tags a nack covered is not tracked: send them all again
         returned = set(_positions(bodies, self._returned))
         for i, event in enumerate(events):
             tag = first + i
-            if (tag <= self._confirmed or tag in self._singles) and i not in returned:
+            if (tag <= self._confirmed or tag in self._singles) and tag not in self._nacked and i not in returned:
                 self._already.add((event.tenant_id, event.event_id))
 
     def _connected(self) -> Any:
+        """The open channel; after a failure, each node in turn from the one that worked last."""
         if self._ready and self._conn is not None and self._conn.is_open:
             return self._channel
+        for turn in range(len(self._nodes)):
+            self._params = self._nodes[(self._node + turn) % len(self._nodes)]
+            try:
+                channel = self._connect()
+            except StoreUnavailable:
+                if turn == len(self._nodes) - 1:
+                    raise
+                continue
+            if turn:
+                log.warning("sealog: publishing to broker node %s", self._where)
+                self._node = (self._node + turn) % len(self._nodes)
+            return channel
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    def _connect(self) -> Any:
         self.close()
         import pika
 
@@ -298,12 +335,14 @@ class Publisher:
 
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
-        if method.NAME == "Basic.Nack":
-            self._nacked = True
-        elif method.multiple:
-            self._confirmed = max(self._confirmed, method.delivery_tag)
+        tag = method.delivery_tag
+        if method.NAME == "Basic.Nack":  # settled, refused: every unsettled tag it covers
+            covered = range(self._confirmed + 1, tag + 1) if method.multiple else (tag,)
+            self._nacked.update(t for t in covered if t not in self._singles)
+        if method.multiple:
+            self._confirmed = max(self._confirmed, tag)
         else:  # a single ack may come for a later tag than the next one expected
-            self._singles.add(method.delivery_tag)
+            self._singles.add(tag)
         while self._confirmed + 1 in self._singles:
             self._confirmed += 1
         if self._singles and min(self._singles) <= self._confirmed:
