@@ -86,6 +86,10 @@ class VerifyReport:
     tenants: int = 0
     problems: list[Problem] = field(default_factory=list)
     problem_count: int = 0
+    earlier: int = 0
+    """Events an earlier verification covered and this incremental one did not re-read."""
+    sampled: int = 0
+    """Old events re-hashed against their inclusion proofs (``sample``)."""
 
     @property
     def ok(self) -> bool:
@@ -95,6 +99,15 @@ class VerifyReport:
         self.problem_count += 1
         if len(self.problems) < MAX_PROBLEMS:
             self.problems.append(problem)
+
+    def merge(self, other: VerifyReport) -> None:
+        """Add another report (one tenant's, from a worker process) to this one."""
+        self.checked += other.checked
+        self.tenants += other.tenants
+        self.earlier += other.earlier
+        self.sampled += other.sampled
+        self.problem_count += other.problem_count
+        self.problems.extend(other.problems[: max(0, MAX_PROBLEMS - len(self.problems))])
 
 
 class StoredRow(NamedTuple):

@@ -337,9 +337,10 @@ class AuditLog(AbstractContextManager["AuditLog"]):
     def iter_events(self, tenant_id: str, after_seq: int = 0) -> Iterator[Event]:
         return self._reader().iter_events(tenant_id, after_seq)
 
-    def verify(self, tenant_id: str | None = None,
-               progress: Callable[[int], None] | None = None) -> VerifyReport:
-        return self._reader().verify(tenant_id, progress)
+    def verify(self, tenant_id: str | None = None, progress: Callable[[int], None] | None = None, *,
+               incremental: bool = False, sample: int = 0, jobs: int | None = 1) -> VerifyReport:
+        """Re-hash the chains (see Store.verify for the options); never raises for what it finds."""
+        return self._reader().verify(tenant_id, progress, incremental=incremental, sample=sample, jobs=jobs)
 
     # -- the verifiable log (see _checkpoints) -----------------------------------------
 

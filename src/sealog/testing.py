@@ -168,7 +168,9 @@ class MemoryStore:
         with self._lock:
             return [ChainHead(t, s, h) for t, (s, h) in sorted(self._heads.items())]
 
-    def verify(self, tenant_id: str | None = None, progress: ProgressFn | None = None) -> VerifyReport:
+    def verify(self, tenant_id: str | None = None, progress: ProgressFn | None = None, *,
+               incremental: bool = False, sample: int = 0, jobs: int | None = 1) -> VerifyReport:
+        """Always the full check: memory holds no remembered position, and full covers the rest."""
         report = VerifyReport()
         tenants = [tenant_id] if tenant_id else sorted(self._heads)
         for tenant in tenants:
