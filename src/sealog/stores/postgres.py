@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import partial
 from itertools import chain
 from typing import Any, Final, TypeVar
@@ -24,14 +25,14 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from .. import _patterns as patterns
 from .. import _timefmt as timefmt
 from .._canonical import SORTED_FIELDS, canonical_row, canonical_value, loads
-from .._chain import SCALAR_FIELDS, CanonicalRow, Sealed, VerifyReport, sealing
+from .._chain import SCALAR_FIELDS, Sealed, VerifyReport, sealing
 from .._errors import EventRejected, SealogError, StoreUnavailable
 from .._event import FIELDS, JSON_FIELDS, Event
 from .._merkle import TILE_HEIGHT, RightEdge, TiledHashes, leaf_hash
-from .._prune import Cut, verify_pruned_chain
 from . import migrations
 from .base import (
     API_KEYS_TABLE,
+    MAX_SCANNED,
     ChainHead,
     Dialect,
     Edges,
@@ -51,8 +52,10 @@ from .base import (
     inclusion,
     page_of,
     rebuild_edge,
+    resolvable,
     sealed_leaf,
     sizes_before,
+    stored_actions,
     where,
 )
 
@@ -82,6 +85,15 @@ def _select_list(fields: Sequence[str], *, json_as_text: bool = False) -> sql.Co
 
 _DIALECT: Final = Dialect(time="%s::timestamptz",
                           pattern=lambda p: ("('.' || action) ~ %s", [patterns.to_posix_regex(p)]))
+_RAW_COLUMNS: Final = sql.SQL(", ").join(sql.Identifier(name) for name in FIELDS)
+_ACTIONS: Final = sql.SQL(
+    # The tenant's distinct actions from the prefix on, ascending, in one statement: a loose index
+    # scan (one seek on the action index per action; a round trip each would be planned over every
+    # partition), stopped past the prefix's range or after %(n)s actions.
+    "WITH RECURSIVE a(action) AS ((SELECT action FROM sealog_events WHERE tenant_id = %(t)s AND action >= %(p)s "
+    "ORDER BY action LIMIT 1) UNION ALL SELECT (SELECT e.action FROM sealog_events e WHERE e.tenant_id = %(t)s "
+    "AND e.action > a.action ORDER BY e.action LIMIT 1) FROM a WHERE a.action IS NOT NULL AND "
+    "(%(p)s = '' OR a.action < %(p)s || '/')) SELECT action FROM a WHERE action IS NOT NULL LIMIT %(n)s")
 
 
 def translate(exc: psycopg.Error) -> SealogError:
@@ -172,7 +184,7 @@ class PostgresStore:
                      reader: str, reader_password: str | None) -> None:
         """The writer may INSERT and SELECT events (and move chain heads); the reader SELECT only."""
         tables = ["sealog_events", "sealog_chain_heads", "sealog_event_ids", "sealog_migrations", "sealog_tree_nodes",
-                  "sealog_checkpoints", "sealog_prune_cuts", "sealog_pruned_leaves"]
+                  "sealog_checkpoints", "sealog_prune_cuts", "sealog_pruned_leaves", "sealog_verified"]
         with self._connection() as conn, conn.transaction():
             for role, password in ((writer, writer_password), (reader, reader_password)):
                 exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
@@ -183,7 +195,8 @@ class PostgresStore:
             conn.execute(sql.SQL("GRANT SELECT ON {} TO {}, {}").format(
                 names, sql.Identifier(writer), sql.Identifier(reader)))
             conn.execute(sql.SQL("GRANT INSERT ON sealog_events, sealog_chain_heads, sealog_event_ids, "
-                                 "sealog_tree_nodes, sealog_checkpoints TO {}").format(sql.Identifier(writer)))
+                                 "sealog_tree_nodes, sealog_checkpoints, sealog_verified TO {}")
+                         .format(sql.Identifier(writer)))
             # Moving a chain head is an UPDATE; the events themselves never are.
             conn.execute(sql.SQL("GRANT UPDATE ON sealog_chain_heads TO {}").format(sql.Identifier(writer)))
             conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION sealog_ensure_partitions(integer) TO {}")
@@ -340,10 +353,29 @@ class PostgresStore:
 
     def query(self, query: Query) -> Page:
         limit = check_limit(query.limit)
-        condition, params = where(query, _DIALECT)
-        statement = sql.SQL("SELECT {} FROM sealog_events WHERE {} ORDER BY occurred_at DESC, seq DESC "
-                            "LIMIT {}").format(_select_list(FIELDS), sql.SQL(condition),  # where(): fixed strings
-                                               sql.Literal(limit + 1))
+        prefix = resolvable(query.action)
+        actions = None
+        if prefix is not None:
+            with self._connection() as conn:
+                found = conn.execute(_ACTIONS, {"t": query.tenant_id, "p": prefix, "n": MAX_SCANNED + 1})
+                actions = stored_actions(query.action or "", [str(row[0]) for row in found])
+        if actions is None:
+            condition, params = where(query, _DIALECT)
+            statement = sql.SQL("SELECT {} FROM sealog_events WHERE {} ORDER BY occurred_at DESC, seq DESC "
+                                "LIMIT {}").format(_select_list(FIELDS), sql.SQL(condition),  # where(): fixed strings
+                                                   sql.Literal(limit + 1))
+            return page_of(self._fetch(statement, params, _event), limit)
+        if not actions:
+            return Page([], None)
+        # One search per action on its index, newest first, merged: never the whole tenant.
+        parts, params = [], []
+        for action in actions:
+            condition, values = where(replace(query, action=action), _DIALECT, exact=True)
+            parts.append(sql.SQL("(SELECT {} FROM sealog_events WHERE {} ORDER BY occurred_at DESC, seq DESC "
+                                 "LIMIT {})").format(_RAW_COLUMNS, sql.SQL(condition), sql.Literal(limit + 1)))
+            params += values
+        statement = sql.SQL("SELECT {} FROM ({}) AS page ORDER BY occurred_at DESC, seq DESC LIMIT {}").format(
+            _select_list(FIELDS), sql.SQL(" UNION ALL ").join(parts), sql.Literal(limit + 1))
         return page_of(self._fetch(statement, params, _event), limit)
 
     def get(self, tenant_id: str, event_id: str) -> Event | None:
@@ -370,39 +402,16 @@ class PostgresStore:
         return self._fetch(sql.SQL("SELECT tenant_id, seq, hash FROM sealog_chain_heads WHERE seq > 0 "
                                    "ORDER BY tenant_id"), (), lambda r: ChainHead(*r))
 
-    def verify(self, tenant_id: str | None = None, progress: ProgressFn | None = None) -> VerifyReport:
-        """Heads and rows in one REPEATABLE READ snapshot: a concurrent insert is never an alarm."""
-        report = VerifyReport()
-        with self._connection() as conn, conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            heads = {t: (s, h) for t, s, h in conn.execute(
-                "SELECT tenant_id, seq, hash FROM sealog_chain_heads WHERE seq > 0")}
-            if tenant_id is not None:
-                tenants = [tenant_id]
-            else:  # from the events too, so deleting a head hides nothing
-                stored = {r[0] for r in conn.execute("SELECT DISTINCT tenant_id FROM sealog_events")}
-                tenants = sorted(stored | heads.keys())
-            for number, tenant in enumerate(tenants):
-                cut = conn.execute("SELECT seq, hash FROM sealog_prune_cuts WHERE tenant_id = %s ORDER BY seq DESC "
-                                   "LIMIT 1", (tenant,)).fetchone()
-                verify_pruned_chain(tenant, self._stored_rows(conn, tenant, number), heads.get(tenant), report,
-                                    progress, Cut(*cut) if cut else None)
-        return report
+    def verify(self, tenant_id: str | None = None, progress: ProgressFn | None = None, *,
+               incremental: bool = False, sample: int = 0, jobs: int | None = 1) -> VerifyReport:
+        """Each tenant's heads, rows and tree in one REPEATABLE READ snapshot: a concurrent insert is never an alarm.
 
-    @staticmethod
-    def _stored_rows(conn: psycopg.Connection[Any], tenant_id: str, number: int) -> Iterator[CanonicalRow]:
-        statement = sql.SQL("SELECT {}, seq, prev_hash, hash FROM sealog_events WHERE tenant_id = %s "
-                            "ORDER BY seq").format(_select_list(SORTED_FIELDS, json_as_text=True))
-        n = len(SORTED_FIELDS)
-        json_at = [SORTED_FIELDS.index(name) for name in JSON_FIELDS]
-        with conn.cursor(name=f"sealog_verify_{number}") as cursor:
-            cursor.itersize = 2000
-            cursor.execute(statement, (tenant_id,))
-            for row in cursor:
-                values = list(row[:n])
-                for i in json_at:  # jsonb normalises layout, not meaning: re-canonicalise it
-                    values[i] = canonical_value(None if values[i] is None else loads(values[i]))
-                yield CanonicalRow(canonical_row(values), row[n], row[n + 1], row[n + 2])
+        Full by default; ``incremental``, ``sample`` and ``jobs`` as for SQLiteStore.verify (see _verify).
+        """
+        from ._verify import PostgresSource, run
+
+        return run(PostgresSource(self.url, self._timeout), tenant_id, progress, incremental=incremental,
+                   sample=sample, jobs=jobs)
 
 
 _LEAF_SQL: Final = sql.SQL("SELECT seq, {} FROM sealog_events WHERE tenant_id = %s AND seq > %s AND seq <= %s "

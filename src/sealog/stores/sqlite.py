@@ -11,6 +11,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from functools import partial
 from itertools import chain
 from pathlib import Path
@@ -21,11 +22,10 @@ from msgspec.structs import astuple
 from .. import _patterns as patterns
 from .. import _timefmt as timefmt
 from .._canonical import SORTED_FIELDS, canonical_row, loads
-from .._chain import SCALAR_FIELDS, CanonicalRow, VerifyReport, seal
+from .._chain import SCALAR_FIELDS, VerifyReport, seal
 from .._errors import EventRejected, SealogError, StoreUnavailable
 from .._event import FIELDS, JSON_FIELDS, Event
 from .._merkle import TILE_HEIGHT, RightEdge, TiledHashes, leaf_hash
-from .._prune import Cut, verify_pruned_chain
 from . import migrations
 from .base import (
     ChainHead,
@@ -47,8 +47,10 @@ from .base import (
     inclusion,
     page_of,
     rebuild_edge,
+    resolvable,
     sealed_leaf,
     sizes_before,
+    stored_actions,
     where,
 )
 
@@ -56,6 +58,7 @@ log = logging.getLogger("sealog")
 T = TypeVar("T")
 _COLUMNS: Final = ", ".join(f'"{name}"' for name in FIELDS)
 _INSERT: Final = f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * len(FIELDS))})"
+_E_COLUMNS: Final = ", ".join(f'e."{name}"' for name in FIELDS)
 _VERIFY_COLUMNS: Final = ", ".join(f'"{n}"' for n in SORTED_FIELDS)
 _CHUNK: Final = 500
 _N_CONTENT: Final = len(SCALAR_FIELDS)
@@ -68,7 +71,8 @@ _REPLAY: Final = "SQLITE_CONSTRAINT_UNIQUE"
 """The only UNIQUE of events is (tenant_id, event_id): a replay. (tenant_id, seq) is the key."""
 
 
-_DIALECT: Final = Dialect(time="%s", pattern=lambda p: ("sealog_match(%s, action)", [p]))
+_DIALECT: Final = Dialect(time="%s", pattern=lambda p: ("sealog_match(%s, action)", [p]), hint_outcome=True)
+_NEXT_ACTION: Final = "SELECT action FROM events WHERE tenant_id = ? AND action {} ? ORDER BY action LIMIT 1"
 
 
 def translate(exc: sqlite3.Error, where: object) -> SealogError:
@@ -336,10 +340,34 @@ class SQLiteStore:
 
     def query(self, query: Query) -> Page:
         limit = check_limit(query.limit)
-        condition, params = where(query, _DIALECT)
-        sql = (f"SELECT {_COLUMNS} FROM events WHERE {condition.replace('%s', '?')} "
-               f"ORDER BY occurred_at DESC, seq DESC LIMIT {limit + 1}")
-        return page_of([_event(row) for row in self._read(sql, params)], limit)
+        prefix = resolvable(query.action)
+        actions = None if prefix is None else stored_actions(query.action or "", self._actions(query.tenant_id, prefix))
+        if actions is None:
+            condition, params = where(query, _DIALECT)
+            sql = (f"SELECT {_COLUMNS} FROM events WHERE {condition.replace('%s', '?')} "
+                   f"ORDER BY occurred_at DESC, seq DESC LIMIT {limit + 1}")
+            return page_of([_event(row) for row in self._read(sql, params)], limit)
+        if not actions:
+            return Page([], None)
+        # One search per action on its index, newest first: keys only ((tenant_id, action,
+        # occurred_at) + the key's seq cover them), merged; then the page's rows by key.
+        parts, params = [], []
+        for action in actions:
+            condition, values = where(replace(query, action=action), _DIALECT, exact=True)
+            parts.append(f"SELECT * FROM (SELECT occurred_at, seq FROM events WHERE {condition.replace('%s', '?')} "
+                         f"ORDER BY occurred_at DESC, seq DESC LIMIT {limit + 1})")
+            params += values
+        sql = (f"WITH page(occurred_at, seq) AS ({' UNION ALL '.join(parts)} ORDER BY 1 DESC, 2 DESC "
+               f"LIMIT {limit + 1}) SELECT {_E_COLUMNS} FROM page JOIN events e ON e.tenant_id = ? "
+               "AND e.seq = page.seq ORDER BY page.occurred_at DESC, page.seq DESC")
+        return page_of([_event(row) for row in self._read(sql, [*params, query.tenant_id])], limit)
+
+    def _actions(self, tenant_id: str, prefix: str) -> Iterator[str]:
+        """The tenant's distinct actions from ``prefix`` on, ascending: one seek each on the action index."""
+        row = self._read(_NEXT_ACTION.format(">="), (tenant_id, prefix)).fetchone()
+        while row is not None:
+            yield str(row[0])
+            row = self._read(_NEXT_ACTION.format(">"), (tenant_id, row[0])).fetchone()
 
     def get(self, tenant_id: str, event_id: str) -> Event | None:
         sql = f"SELECT {_COLUMNS} FROM events WHERE tenant_id = ? AND event_id = ?"
@@ -360,36 +388,18 @@ class SQLiteStore:
         rows = self._read("SELECT tenant_id, seq, hash FROM chain_heads ORDER BY tenant_id")
         return [ChainHead(*row) for row in rows]
 
-    def verify(self, tenant_id: str | None = None, progress: ProgressFn | None = None) -> VerifyReport:
-        """Heads and rows from one read transaction: a concurrent insert is never a false alarm."""
-        report = VerifyReport()
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        try:
-            conn.execute("BEGIN")  # WAL: everything below reads one snapshot
-            heads = {t: (s, h) for t, s, h in conn.execute("SELECT tenant_id, seq, hash FROM chain_heads")}
-            if tenant_id is not None:
-                tenants = [tenant_id]
-            else:  # from the events too, so deleting a head hides nothing
-                stored = {row[0] for row in conn.execute("SELECT DISTINCT tenant_id FROM events")}
-                tenants = sorted(stored | heads.keys())
-            for tenant in tenants:
-                cut = conn.execute("SELECT seq, hash FROM prune_cuts WHERE tenant_id = ? ORDER BY seq DESC LIMIT 1",
-                                   (tenant,)).fetchone()
-                verify_pruned_chain(tenant, self._stored_rows(conn, tenant), heads.get(tenant), report, progress,
-                                    Cut(*cut) if cut else None)
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"{self.path}: {exc}") from exc
-        finally:
-            conn.close()
-        return report
+    def verify(self, tenant_id: str | None = None, progress: ProgressFn | None = None, *,
+               incremental: bool = False, sample: int = 0, jobs: int | None = 1) -> VerifyReport:
+        """Each tenant's heads, rows and tree from one read transaction: a concurrent insert is never an alarm.
 
-    @staticmethod
-    def _stored_rows(conn: sqlite3.Connection, tenant_id: str) -> Iterator[CanonicalRow]:
-        sql = (f"SELECT {_VERIFY_COLUMNS}, seq, prev_hash, hash FROM events "
-               "WHERE tenant_id = ? ORDER BY seq")
-        n = len(SORTED_FIELDS)
-        for row in conn.execute(sql, (tenant_id,)):
-            yield CanonicalRow(canonical_row(row[:n]), row[n], row[n + 1], row[n + 2])
+        Full by default; ``incremental`` checks only what is new since the remembered position and
+        remembers the new one; ``sample`` re-hashes that many old events against the tree; ``jobs``
+        verifies tenants in that many processes (None: one per core for a big store). See _verify.
+        """
+        from ._verify import SQLiteSource, run
+
+        return run(SQLiteSource(str(self.path)), tenant_id, progress, incremental=incremental, sample=sample,
+                   jobs=jobs)
 
 
 def _tiles(conn: sqlite3.Connection, tenant_id: str) -> TiledHashes:
