@@ -8,6 +8,7 @@ need=()
 command -v /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ] || need+=(rabbitmq-server)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+command -v npm >/dev/null 2>&1 || need+=(npm)  # axe-core for the viewer tests
 if [ "${#need[@]}" -gt 0 ] && [ "${1:-}" != "--python-only" ]; then
   echo "installing system packages: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -25,3 +26,7 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
 .venv/bin/python -m pip install -q -e '.[all,test]' 2>&1 | grep -v '^WARNING: Location' || true
 .venv/bin/python -c 'import sealog, psycopg, pika, starlette' >/dev/null
+# axe-core for the viewer's accessibility tests (pinned in tests/server/package-lock.json).
+if [ "${1:-}" != "--python-only" ]; then
+  (cd tests/server && npm ci --no-audit --no-fund --silent >/dev/null)
+fi

@@ -56,7 +56,12 @@ def create_app(log: AuditLog, keys: KeyStore | None = None, *, limits: Limits | 
         Route("/signin", viewer.signin, methods=["POST"]),
         Route("/signout", viewer.signout, methods=["POST"]),
         Route("/events", viewer.events, methods=["GET"]),
+        Route("/follow", viewer.follow, methods=["GET"]),
         Route("/events/{event_id}", viewer.event, methods=["GET"]),
+        Route("/events/{event_id}/receipt", viewer.receipt, methods=["GET"]),
+        Route("/export", viewer.export, methods=["GET"]),
+        Route("/tenant", viewer.switch, methods=["POST"]),
+        Route("/static/viewer.js", viewer.script, methods=["GET"]),
         Route("/verify", viewer.verify, methods=["POST"]),
         Route("/checkpoint", viewer.checkpoint, methods=["GET", "POST"]),
     ]
