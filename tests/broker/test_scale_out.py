@@ -197,6 +197,8 @@ def test_three_competing_consumers_keep_every_chain_gap_free(rabbit_url: str, na
                             metadata={"i": i}) for i in range(total)]
             assert log.flush(timeout=120), log.stats()
         wait_for(lambda: pg_rows(pg_url)[0] >= total, timeout=180, what="every event in PostgreSQL")
+        # Each consumer writes its stats file a moment after its commit: wait for the last one.
+        wait_for(lambda: sum(c.stats()["stored"] for c in consumers) >= total, timeout=60, what="every stats file")
         counts = [c.stats() for c in consumers]
         assert all(s["stored"] > 0 for s in counts), counts  # they did compete
         assert sum(s["stored"] for s in counts) == total
