@@ -7,8 +7,10 @@ import decimal
 import math
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
+
+from .._redact import REDACTED
 
 _MAX_SAFE_INT: Final = 2**53 - 1  # RFC 8785 numbers are doubles: larger ones become strings
 _NOT_ACTION: Final = re.compile(r"[^a-z0-9_-]+")
@@ -45,3 +47,38 @@ def action_part(name: str) -> str:
 def pk_text(values: tuple[Any, ...] | list[Any]) -> str:
     """A primary key as the target id; a composite key joins its parts with commas."""
     return ",".join(str(jsonable(v)) for v in values)
+
+
+def secrets_in(value: Any, secret_key: Callable[[str], bool], found: list[str] | None = None,
+               under_secret: bool = False) -> list[str]:
+    """The strings the redactor hides by key name (``password``, ``token``...), to hide them elsewhere too.
+
+    A tool's error message or result may echo its arguments; the redactor cannot know that
+    ``hunter2`` in free text is the password it replaced in ``arguments.password``.
+    """
+    found = [] if found is None else found
+    if isinstance(value, str):
+        if under_secret and len(value) >= 4:
+            found.append(value)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            secrets_in(item, secret_key, found, under_secret or secret_key(str(key)))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            secrets_in(item, secret_key, found, under_secret)
+    return found
+
+
+def scrub(value: Any, secrets: list[str]) -> Any:
+    """The value with each secret string replaced wherever it occurs in its strings."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, dict):
+        return {key: scrub(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [scrub(item, secrets) for item in value]
+    return value

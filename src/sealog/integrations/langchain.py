@@ -26,10 +26,9 @@ from langchain_core.callbacks import BaseCallbackHandler
 from sealog import AuditLog, get_default
 from sealog._canonical import canonical_value
 from sealog._errors import InvalidEvent
-from sealog._redact import REDACTED
 
 from ._request import Pair
-from ._values import jsonable
+from ._values import jsonable, scrub, secrets_in
 
 __all__ = ["AuditCallbackHandler"]
 
@@ -153,34 +152,3 @@ class AuditCallbackHandler(BaseCallbackHandler):
         except Exception as exc:  # never into the agent: a lost audit event is logged, loudly
             _report.error("audit event %s for %s was not recorded: %s: %s", fields["action"], fields["target"],
                           type(exc).__name__, exc)
-
-
-def secrets_in(value: Any, secret_key: Callable[[str], bool], found: list[str] | None = None,
-               under_secret: bool = False) -> list[str]:
-    """The strings the redactor hides by key name; a copy of ``sealog.integrations.mcp``'s (no fastmcp here)."""
-    found = [] if found is None else found
-    if isinstance(value, str):
-        if under_secret and len(value) >= 4:
-            found.append(value)
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            secrets_in(item, secret_key, found, under_secret or secret_key(str(key)))
-    elif isinstance(value, list | tuple):
-        for item in value:
-            secrets_in(item, secret_key, found, under_secret)
-    return found
-
-
-def scrub(value: Any, secrets: list[str]) -> Any:
-    """The value with each secret string replaced wherever it occurs in its strings."""
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, REDACTED)
-        return value
-    if isinstance(value, dict):
-        return {key: scrub(item, secrets) for key, item in value.items()}
-    if isinstance(value, list):
-        return [scrub(item, secrets) for item in value]
-    return value

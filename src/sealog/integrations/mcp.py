@@ -32,10 +32,9 @@ from sealog._context import current
 from sealog._errors import InvalidEvent
 from sealog._event import check_tenant
 from sealog._prepare import pair
-from sealog._redact import REDACTED
 
 from ._request import Pair
-from ._values import jsonable
+from ._values import jsonable, scrub, secrets_in
 
 if TYPE_CHECKING:
     from fastmcp.tools.base import ToolResult
@@ -202,41 +201,6 @@ def _repair(metadata: dict[str, Any], field: str) -> bool:
                 metadata[f"{key}_omitted"] = "over the event size limit"
         return True
     return False
-
-
-def secrets_in(value: Any, secret_key: Callable[[str], bool], found: list[str] | None = None,
-               under_secret: bool = False) -> list[str]:
-    """The strings the redactor hides by key name (``password``, ``token``...), to hide them elsewhere too.
-
-    A tool's error message or result may echo its arguments; the redactor cannot know that
-    ``hunter2`` in free text is the password it replaced in ``arguments.password``.
-    """
-    found = [] if found is None else found
-    if isinstance(value, str):
-        if under_secret and len(value) >= 4:
-            found.append(value)
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            secrets_in(item, secret_key, found, under_secret or secret_key(str(key)))
-    elif isinstance(value, list | tuple):
-        for item in value:
-            secrets_in(item, secret_key, found, under_secret)
-    return found
-
-
-def scrub(value: Any, secrets: list[str]) -> Any:
-    """The value with each secret string replaced wherever it occurs in its strings."""
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, REDACTED)
-        return value
-    if isinstance(value, dict):
-        return {key: scrub(item, secrets) for key, item in value.items()}
-    if isinstance(value, list):
-        return [scrub(item, secrets) for item in value]
-    return value
 
 
 def _elapsed(started: float) -> float:
