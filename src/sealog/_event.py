@@ -48,8 +48,8 @@ Outcome = Literal["success", "failure", "partial", "pending"]
 class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One audit event, with the contract's field names.
 
-    The annotations are checked by msgspec when a spool line is decoded, which is how
-    emit validates types in one C call instead of a Python loop over every field.
+    The annotations are checked by msgspec when the writer decodes a spool line: the
+    backstop behind emit's own checks (``_prepare``), which keep the same limits.
     """
 
     event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_EVENT_ID)]
