@@ -93,6 +93,9 @@ def cached(n: int) -> Path:
             ready = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'viewer_counts'").fetchone()[0]
             done = conn.execute("SELECT seq FROM chain_heads WHERE tenant_id = 'acme'").fetchone()
         if ready and done and done[0] == n:
+            store = SQLiteStore(f"sqlite:///{path}")  # a cache older than the schema: migrate it once, here
+            store.migrate()
+            store.close()
             return path
         path.unlink()
     CACHE.mkdir(exist_ok=True)
@@ -102,8 +105,8 @@ def cached(n: int) -> Path:
 
 
 def settled(path: Path, patience: float = 300) -> None:
-    """Wait until a new log's writer thread has let go of the copy (a million-event copy keeps it
-    locked for a few seconds, past the busy timeout on a loaded machine)."""
+    """Wait until a new log's writer thread has let go of the copy (its start-up migration takes the
+    write lock; on a store older than the schema, for as long as building an index takes)."""
     conn = sqlite3.connect(path, timeout=0.1, isolation_level=None)
     deadline = time.monotonic() + patience
     try:

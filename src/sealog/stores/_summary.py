@@ -124,7 +124,7 @@ _FOLDS: Final = (  # the unary + keeps SQLite on the seq range: grouping by the 
     "count(*) FROM events WHERE tenant_id = ? AND seq > ? AND seq <= ? GROUP BY 3, 4, 5 "
     "ON CONFLICT DO UPDATE SET n = n + excluded.n",
     "INSERT INTO viewer_totals SELECT tenant_id, 'a', '*', action, count(*) FROM events WHERE tenant_id = ? "
-    "AND seq > ? AND seq <= ? GROUP BY action ON CONFLICT DO UPDATE SET n = n + excluded.n",
+    "AND seq > ? AND seq <= ? GROUP BY +action ON CONFLICT DO UPDATE SET n = n + excluded.n",
     "INSERT INTO viewer_totals SELECT tenant_id, 'u', '*', actor_id, count(*) FROM events WHERE tenant_id = ? "
     "AND seq > ? AND seq <= ? AND +actor_id IS NOT NULL GROUP BY +actor_id "
     "ON CONFLICT DO UPDATE SET n = n + excluded.n",
@@ -276,7 +276,10 @@ def _pieces(lo: str | None, hi: str | None, sizes: tuple[int, ...]
     end = None if hi is None else hi[:size] + _ZERO[size:]
     if (lo is not None and start is None) or (start is not None and end is not None and start >= end):
         return _pieces(lo, hi, finer)  # no whole bucket of this size inside
-    last = None if end is None else _stamp(_parse(end) - _UNITS[size])[:size]
+    try:
+        last = None if end is None else _stamp(_parse(end) - _UNITS[size])[:size]
+    except (OverflowError, ValueError):  # ends in the first bucket of year 1: none before it
+        last = ""
     ranges: list[tuple[int, str | None, str | None]] = [(size, None if start is None else start[:size], last)]
     raw: list[_Span] = []
     edges = ([(lo, start)] if lo is not None and start != lo else []) + ([(end, hi)] if end != hi else [])
