@@ -689,3 +689,13 @@ def test_the_gateway_example_audits_each_forwarded_call_with_the_backends_name(d
     assert all(e.request_id for e in events)
     assert events[1].metadata["arguments"] == {"sku": "sku-1", "quantity": 2, "api_key": "[REDACTED]"}
     assert events[2].error_code == "error_result"
+
+
+def test_readme_shows_the_receipt_verifier_these_tests_run() -> None:
+    """README's "Auditing agents" carries, word for word, the third-party verifier checked above."""
+    source = Path(__file__).read_text()
+    begin, end = "# ---- begin README verifier ----\n", "# ---- end README verifier ----"
+    verifier = source[source.index(begin) + len(begin):source.index(end)].strip()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "def verify_receipt(receipt: str, verifier_key: str)" in verifier
+    assert verifier in readme
