@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from sealog import Event
@@ -205,3 +206,28 @@ def test_postgres_has_the_new_indexes(pg_url: str) -> None:
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'sealog_events'")}
     assert "(tenant_id, target_id, occurred_at, seq)" in found["sealog_events_tenant_target"]
     assert "(tenant_id, outcome, occurred_at, seq)" in found["sealog_events_tenant_outcome"]
+
+
+def test_sqlite_replay_lookup_seeks_each_key_instead_of_scanning(tmp_path: Path) -> None:
+    """A replayed batch is checked against the (tenant_id, event_id) key by a seek per key; the
+    lookup finds exactly the stored ones (an IN (VALUES ...) row-value test scanned the whole index)."""
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'replay.db'}")
+    store.migrate()
+    stored = [Event(event_id=f"e-{i}", tenant_id="acme", action="auth.login", occurred_at="2026-01-01T00:00:00.000000Z")
+              for i in range(20)]
+    store.write(stored)
+    fresh = [msgspec.structs.replace(e, event_id=f"new-{i}") for i, e in enumerate(stored[:5])]
+    statements: list[str] = []
+    conn = sqlite3.connect(tmp_path / "replay.db")
+    conn.set_trace_callback(statements.append)
+    try:
+        unseen = SQLiteStore._unseen(conn, [*stored[::2], *fresh, stored[0]])
+        assert [e.event_id for e in unseen] == [e.event_id for e in fresh]
+        [lookup] = [s for s in statements if "VALUES" in s]
+        conn.set_trace_callback(None)
+        plan = " | ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + lookup))
+    finally:
+        conn.close()
+        store.close()
+    assert "SEARCH e USING" in plan, plan
+    assert "SCAN events" not in plan, plan

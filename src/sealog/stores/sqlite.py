@@ -248,7 +248,10 @@ class SQLiteStore:
         for start in range(0, len(keys), _CHUNK):
             chunk = keys[start : start + _CHUNK]
             marks = ",".join("(?, ?)" for _ in chunk)
-            sql = f"SELECT tenant_id, event_id FROM events WHERE (tenant_id, event_id) IN (VALUES {marks})"
+            # A join, not ``(tenant_id, event_id) IN (VALUES ...)``: SQLite plans that as a scan of
+            # the whole key index per chunk, growing with the table; the join seeks each key.
+            sql = (f"SELECT e.tenant_id, e.event_id FROM (VALUES {marks}) AS k "
+                   "JOIN events e ON e.tenant_id = k.column1 AND e.event_id = k.column2")
             seen.update(conn.execute(sql, [v for key in chunk for v in key]))
         return _distinct(events, seen)
 
