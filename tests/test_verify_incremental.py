@@ -319,6 +319,12 @@ def test_fast_export_check_matches_the_reference_on_good_and_bad_exports(db_url:
         "a line removed": lines[:50] + lines[51:],
         "cut short": lines[:150],
         "blank lines": [b"\n", *lines, b"  \n"],
+        "hash not hex": edited(20, lambda e: e.update(hash="zz" * 32)),
+        "hash in upper case": edited(21, lambda e: e.update(hash=e["hash"].upper())),
+        "hash of another event": edited(22, lambda e: e.update(hash=json.loads(lines[30])["hash"])),
+        "prev_hash changed": edited(23, lambda e: e.update(prev_hash="0" * 64)),
+        "another tenant": edited(24, lambda e: e.update(tenant_id="globex")),
+        "seq changed": edited(25, lambda e: e.update(seq=99)),
     }
     for name, variant in variants.items():
         want, got = reference(iter(variant), "acme", checkpoint), fast(iter(variant), "acme", checkpoint)

@@ -75,29 +75,31 @@ def check_export(lines: Iterable[bytes], tenant_id: str, checkpoint: Checkpoint,
     sha256 = hashlib.sha256
     stack: list[bytes] = []
     prev, size, leaves = bytes(32), checkpoint.size, 0
+    prev_hex = prev.hex()
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        where = f"tenant {tenant_id!r} line {number}"
         try:
             canonical, seq, tenant, prev_hash, digest_hex = _canonical(line, True)
             digest = sha256(prev + canonical).digest()
-            if digest.hex() != digest_hex:
+            hexed = digest.hex()
+            if hexed != digest_hex:
                 canonical = _canonical(line, False)[0]
                 digest = sha256(prev + canonical).digest()
+                hexed = digest.hex()
         except (ValueError, TypeError) as exc:
-            result.add(f"{where}: not an exported event: {exc}")
+            result.add(f"tenant {tenant_id!r} line {number}: not an exported event: {exc}")
             continue
         result.events += 1
-        if tenant != tenant_id:
-            result.add(f"{where}: an event of tenant {tenant!r}, not of the checkpoint's tenant")
-        if seq != result.events:
-            result.add(f"{where}: seq {seq!r}, expected {result.events} (an event is missing, added or moved)")
-        if prev_hash != prev.hex():
-            result.add(f"{where} seq {seq}: prev_hash does not match the previous event's hash")
-        if digest_hex != digest.hex():
-            result.add(f"{where} seq {seq}: the content does not match its hash (the event was changed)")
-        prev = bytes.fromhex(digest_hex) if _is_hash(digest_hex) else digest
+        if tenant != tenant_id or seq != result.events or prev_hash != prev_hex or digest_hex != hexed:
+            _report(result, f"tenant {tenant_id!r} line {number}", tenant_id, tenant, seq, prev_hash, prev_hex,
+                    digest_hex, hexed)
+        if digest_hex == hexed:  # the common case: the line's own hash, valid hex by construction
+            prev, prev_hex = digest, hexed
+        elif _is_hash(digest_hex):
+            prev, prev_hex = bytes.fromhex(digest_hex), digest_hex
+        else:
+            prev, prev_hex = digest, hexed
         if leaves < size:  # the right edge of the tree of the first `size` leaves, folded as RFC 6962 does
             node, width = sha256(b"\x00" + canonical).digest(), leaves
             while width & 1:
@@ -114,6 +116,19 @@ def check_export(lines: Iterable[bytes], tenant_id: str, checkpoint: Checkpoint,
         result.add(f"tenant {tenant_id!r}: the export's first {size} events do not give the checkpoint's root: "
                    "events were changed, added, removed or re-hashed")
     return result
+
+
+def _report(result: ExportCheck, where: str, tenant_id: str, tenant: Any, seq: Any, prev_hash: Any, prev_hex: str,
+            digest_hex: Any, hexed: str) -> None:
+    """The problems of one line (kept out of the loop: a sound line builds no message)."""
+    if tenant != tenant_id:
+        result.add(f"{where}: an event of tenant {tenant!r}, not of the checkpoint's tenant")
+    if seq != result.events:
+        result.add(f"{where}: seq {seq!r}, expected {result.events} (an event is missing, added or moved)")
+    if prev_hash != prev_hex:
+        result.add(f"{where} seq {seq}: prev_hash does not match the previous event's hash")
+    if digest_hex != hexed:
+        result.add(f"{where} seq {seq}: the content does not match its hash (the event was changed)")
 
 
 def _root(stack: list[bytes]) -> bytes:
