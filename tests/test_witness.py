@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 import rfc8785
-import uvicorn
 from click.testing import CliRunner, Result
 
 from sealog import AuditLog
@@ -33,6 +32,7 @@ from sealog.server.app import create_app
 from sealog.server.keys import KeyStore
 from sealog.stores import open_store
 from sealog.stores.base import TreeStore
+from tests.fixtures.liveserver import serving
 
 SEAL = ("seq", "prev_hash", "hash", "recorded_at")
 KEY_NAME = "audit.example.com"
@@ -91,19 +91,10 @@ def serve(tmp_path: Path, every: float) -> Iterator[Live]:
     assert log.flush(30)  # the writer has migrated the store: no lock race with the key store below
     keys = KeyStore(log.url)
     keys.migrate()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(log, keys), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    assert wait_for(lambda: server.started, 20), "the service did not start"
     try:
-        yield Live(f"http://127.0.0.1:{port}", url, log, tmp_path / "signer.key", verifier, keys.create("acme")[1],
-                   tmp_path / "witness")
+        with serving(create_app(log, keys)) as base:
+            yield Live(base, url, log, tmp_path / "signer.key", verifier, keys.create("acme")[1], tmp_path / "witness")
     finally:
-        server.should_exit = True
-        thread.join(10)
         log.close()
 
 

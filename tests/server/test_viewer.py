@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from sealog import AuditLog
 from sealog.server.app import create_app
 from sealog.server.keys import KeyStore
+from tests.fixtures.liveserver import serving
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -34,19 +31,8 @@ def live(tmp_path: Path) -> Iterator[tuple[str, str]]:
     log.settings_change("acme", "u-1", "workspace", {"theme": "dark", "mfa": False}, {"theme": "light", "mfa": False})
     log.emit(tenant_id="globex", action="auth.login", metadata={"secret_plan": "globex-only"})
     assert log.flush(20)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(log, keys), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the service did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", keys.create("acme", "viewer test")[1]
-    server.should_exit = True
-    thread.join(10)
+    with serving(create_app(log, keys)) as base:
+        yield base, keys.create("acme", "viewer test")[1]
     log.close()
 
 

@@ -7,9 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,12 +15,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import uvicorn
 
 from sealog import AuditLog
 from sealog._note import generate_key
 from sealog.server.app import create_app
 from sealog.server.keys import KeyStore
+from tests.fixtures.liveserver import serving
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 AXE = Path(__file__).resolve().parent / "node_modules" / "axe-core" / "axe.min.js"
@@ -80,20 +77,8 @@ def live(tmp_path: Path) -> Iterator[Live]:
     log.emit(tenant_id="globex", action="auth.login", actor=("user", "g-1"), metadata={"secret_plan": "globex-only"})
     assert log.flush(20)
     log.checkpoint("acme")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(log, keys), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the service did not start"
-        time.sleep(0.05)
-    yield Live(f"http://127.0.0.1:{port}", keys.create("acme", "viewer test")[1], keys.create(None)[1], log,
-               burst_at, xss_id)
-    server.should_exit = True
-    thread.join(10)
+    with serving(create_app(log, keys)) as base:
+        yield Live(base, keys.create("acme", "viewer test")[1], keys.create(None)[1], log, burst_at, xss_id)
     log.close()
 
 
