@@ -52,3 +52,41 @@ def read_ids(process: subprocess.Popen[str], at_least: int) -> list[str]:
             break
         ids.append(line.strip())
     return ids
+
+
+CRASHING_CONSUMER = textwrap.dedent('''
+    """A consumer whose store dies (like a segfault: no exception, no cleanup) on the action crash.now.
+
+    argv: broker exchange queue db stats [delivery limit]. With a limit, the queue is a quorum queue with
+    that delivery limit, and the consumer keeps no attempts file of its own (like one restarted on a fresh
+    host each time), so only the broker counts its deaths.
+    """
+    import os, signal, sys
+    from pathlib import Path
+    from sealog.broker.consumer import Consumer, Settings
+    from sealog.stores import open_store
+
+    broker, exchange, queue, db, stats = sys.argv[1:6]
+    store = open_store(f"sqlite:///{db}")
+    store.migrate()
+    real_write = store.write
+
+    def write(events):
+        if any(e.action == "crash.now" for e in events):
+            os._exit(70)
+        return real_write(events)
+
+    store.write = write
+    quorum = {}
+    if len(sys.argv) > 6:
+        quorum = {"queue_type": "quorum", "delivery_limit": int(sys.argv[6]), "batch_delay": 0.05,
+                  "attempts_file": Path(stats).with_name(f"attempts-{os.getpid()}.json")}
+    settings = Settings(**{"broker": broker, "exchange": exchange, "queue": queue, "bindings": ("#",),
+                           "dead_letter": queue + ".dead", "batch_delay": 0.3, "stats_file": Path(stats),
+                           "stats_interval": 0.1, **quorum})
+    consumer = Consumer(settings, store)
+    consumer.connect()
+    signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
+    consumer.report()
+    consumer.run()
+''')

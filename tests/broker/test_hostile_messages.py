@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ from hypothesis import strategies as st
 from sealog._event import CONTENT_FIELDS, Event
 from sealog.broker.envelopes import MAX_MESSAGE_BYTES, Poison, to_event, too_deep
 from sealog.stores import open_store
+from tests.children import CRASHING_CONSUMER
 from tests.fixtures.rabbitmq import ConsumerProcess, Names, wait_for
 
 from .test_consume import publish, sealog_body, stored_actions
@@ -51,31 +51,6 @@ def test_the_two_poison_messages_are_dead_lettered_and_the_ten_behind_them_store
     wait_for(lambda: running.stats().get("dead_lettered") == 2, what="the dead-letter count")
 
 
-CRASHING_CONSUMER = textwrap.dedent('''
-    """A consumer whose store dies (like a segfault: no exception, no cleanup) on one action."""
-    import os, signal, sys
-    from pathlib import Path
-    from sealog.broker.consumer import Consumer, Settings
-    from sealog.stores import open_store
-
-    broker, exchange, queue, db, stats = sys.argv[1:6]
-    store = open_store(f"sqlite:///{db}")
-    store.migrate()
-    real_write = store.write
-
-    def write(events):
-        if any(e.action == "crash.now" for e in events):
-            os._exit(70)
-        return real_write(events)
-
-    store.write = write
-    settings = Settings(broker=broker, exchange=exchange, queue=queue, bindings=("#",), dead_letter=queue + ".dead",
-                        batch_delay=0.3, stats_file=Path(stats), stats_interval=0.1)
-    consumer = Consumer(settings, store)
-    consumer.connect()
-    signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
-    consumer.run()
-''')
 
 
 @pytest.mark.slow

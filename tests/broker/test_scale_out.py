@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from sealog import AuditLog, StoreUnavailable
 from sealog.broker.consumer import Settings
 from sealog.broker.publisher import Publisher, broker_urls
 from sealog.stores import open_store
+from tests.children import CRASHING_CONSUMER
 from tests.fixtures.rabbitmq import ConsumerProcess, Names, wait_for
 from tests.fixtures.rabbitserver import free_port
 
@@ -210,35 +210,6 @@ def test_three_competing_consumers_keep_every_chain_gap_free(rabbit_url: str, na
 
 # -- quorum queues: the delivery limit ----------------------------------------------------------
 
-CRASHING_CONSUMER = textwrap.dedent('''
-    """A consumer that dies (no exception, no cleanup) on one action; it keeps no attempts file, like a
-    consumer restarted on a fresh host each time, so only the broker counts its deaths."""
-    import os, signal, sys
-    from pathlib import Path
-    from sealog.broker.consumer import Consumer, Settings
-    from sealog.stores import open_store
-
-    broker, exchange, queue, db, stats, limit = sys.argv[1:7]
-    store = open_store(f"sqlite:///{db}")
-    store.migrate()
-    real_write = store.write
-
-    def write(events):
-        if any(e.action == "crash.now" for e in events):
-            os._exit(70)
-        return real_write(events)
-
-    store.write = write
-    settings = Settings(broker=broker, exchange=exchange, queue=queue, bindings=("#",), dead_letter=queue + ".dead",
-                        batch_delay=0.05, stats_file=Path(stats), stats_interval=0.1,
-                        attempts_file=Path(stats).with_name(f"attempts-{os.getpid()}.json"),
-                        queue_type="quorum", delivery_limit=int(limit))
-    consumer = Consumer(settings, store)
-    consumer.connect()
-    signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
-    consumer.report()
-    consumer.run()
-''')
 
 
 @pytest.mark.slow
