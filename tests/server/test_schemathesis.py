@@ -85,7 +85,13 @@ def test_stateful_sequences_through_the_links_never_get_a_500(service: Service) 
             if response.status_code >= 500:
                 failures.append(f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:200]}")
 
-    Machine.run(settings=settings(max_examples=60, stateful_step_count=6, deadline=None, database=None, derandomize=True,
-                                  suppress_health_check=list(HealthCheck)))
+    # About 1 run in 8 draws no sequence that reaches a 202 and then its GET (measured over seeded runs; the draws
+    # depend on the run's random keys and ids, so even a derandomized run differs between machines). A run that
+    # followed no link is repeated, up to four in all: a broken link is never followed in any of them.
+    for _attempt in range(4):
+        Machine.run(settings=settings(max_examples=60, stateful_step_count=6, deadline=None, database=None,
+                                      suppress_health_check=list(HealthCheck)))
+        if followed or failures:
+            break
     assert not failures, "\n".join(failures[:10])
     assert followed, "no POST -> GET link was followed"
