@@ -125,3 +125,22 @@ def test_healthz_stays_fast_while_the_viewer_verifies_100k_events(log: AuditLog)
     assert max(timings) < 1.0, f"slowest /healthz {max(timings):.3f} s"
     print(f"verify {result['seconds']:.2f} s; /healthz max {max(timings) * 1000:.1f} ms, "
           f"median {sorted(timings)[len(timings) // 2] * 1000:.1f} ms over {len(timings)} polls")
+
+
+def test_a_client_that_hangs_up_mid_body_leaves_no_traceback(log: AuditLog, capfd: pytest.CaptureFixture[str]) -> None:
+    """Headers promise 100 bytes, 10 arrive, then the client closes: the service logs no 'Exception in ASGI
+    application' (a hang-up is not a server error) and keeps serving."""
+    keys = KeyStore(log.url)
+    secret = keys.create("acme")[1]
+    with serving(log, keys, Limits(body_timeout=5.0)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        for _ in range(3):
+            with socket.create_connection((host, int(port)), timeout=5) as conn:
+                conn.sendall(f"POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {secret}\r\n"
+                             "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"action\"".encode())
+                time.sleep(0.2)  # the server is inside the body loop now
+        time.sleep(0.5)
+        assert httpx.get(f"{url}/healthz", timeout=5).json()["status"] == "ok"
+    errors = capfd.readouterr().err
+    assert "ClientDisconnect" not in errors, errors[-2000:]
+    assert "Exception in ASGI application" not in errors, errors[-2000:]

@@ -19,7 +19,7 @@ from typing import Any, Final
 from urllib.parse import quote
 
 import msgspec
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from .. import _checkpoints as ckpt
@@ -323,10 +323,13 @@ class Api:
         if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
             raise HTTPError(413, f"body over {MAX_BODY} bytes")
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                raise HTTPError(413, f"body over {MAX_BODY} bytes")
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_BODY:
+                    raise HTTPError(413, f"body over {MAX_BODY} bytes")
+        except ClientDisconnect:  # nobody is left to answer; not a server error worth a traceback
+            raise HTTPError(400, "the client disconnected before its body arrived") from None
         return bytes(body)
 
     async def search(self, request: Request) -> Response:

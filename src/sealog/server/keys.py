@@ -15,12 +15,15 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from .. import _timefmt as timefmt
 from .._errors import StoreUnavailable
 from ..stores.base import API_KEYS_TABLE
 from ..stores.sqlite import create_private, path_from_url
+
+if TYPE_CHECKING:
+    import psycopg
 
 PREFIX = "slk_"
 CREATE_TABLE = API_KEYS_TABLE
@@ -38,6 +41,13 @@ class ApiKey:
     @property
     def admin(self) -> bool:
         return self.tenant_id is None
+
+
+def _is_psycopg_error(exc: BaseException) -> TypeGuard[psycopg.Error]:
+    """Without importing psycopg on SQLite: a server down or a wrong password is an outage (503), not a 500."""
+    import psycopg
+
+    return isinstance(exc, psycopg.Error)
 
 
 def digest(key: str) -> str:
@@ -69,6 +79,12 @@ class KeyStore:
                     lite.close()
         except (sqlite3.OperationalError, OSError) as exc:
             raise StoreUnavailable(f"API keys: {exc}") from exc
+        except Exception as exc:
+            if not self._postgres or not _is_psycopg_error(exc):
+                raise
+            from ..stores.postgres import translate
+
+            raise translate(exc) from exc
 
     def migrate(self) -> None:
         with self._cursor() as cur:
