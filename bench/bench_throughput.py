@@ -9,8 +9,11 @@ PRAGMAs (WAL, synchronous=FULL), one ``BEGIN IMMEDIATE ... COMMIT`` per batch, i
 batches of the sizes the writer actually used. A second baseline uses full batches
 of the writer's maximum size, and SQLiteStore.write alone (sealing and inserting the
 same events, no spool, writer thread or emit) shows what the store's own work costs.
+The issue's baseline ("the hand-written one") is what a team would write without sealog:
+the same rows into a table with only a primary key (event_id) and a unique
+``(tenant_id, seq)`` index, WAL, 1,000 rows a transaction.
 Rounds alternate sealog and the baselines.
-Bar: sealog >= 0.5 of the same-batches baseline; goal >= 0.8.
+Bar: sealog >= 0.6 of the hand-written baseline (issue 13); goal >= 0.8.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ _COLUMNS = ", ".join(f'"{name}"' for name in FIELDS)
 PROCESS = "sealog emit -> flush() returned (default writer=process)"
 THREAD = "sealog emit -> flush() returned, writer=thread"
 ALONE = "SQLiteStore.write alone (seal + insert), same batches"
-SAME = "executemany, the writer's batches (the baseline)"
+SAME = "executemany, the writer's batches, sealog's schema"
+HAND = "hand-written: executemany, PK + (tenant_id, seq) only, 1,000 a transaction (the baseline)"
 _INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * len(FIELDS))})"
 
 
@@ -120,19 +124,37 @@ def run_baseline(path: Path, rows: list[tuple[Any, ...]], batches: Sequence[int]
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
     try:
-        started = time.perf_counter()
-        at = 0
-        for size in batches:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(_INSERT, rows[at : at + size])
-            conn.execute("COMMIT")
-            at += size
-        seconds = time.perf_counter() - started
-        if at != len(rows):
-            raise RuntimeError(f"baseline inserted {at} of {len(rows)} rows")
-        return seconds
+        return run_batches(conn, rows, batches)
     finally:
         conn.close()
+
+
+def run_hand_written(path: Path, rows: list[tuple[Any, ...]]) -> float:
+    """Seconds for the issue's baseline: a bare table, a primary key and one unique index, 1,000 a transaction."""
+    columns = ", ".join(f'"{name}"' + (" TEXT PRIMARY KEY" if name == "event_id" else "") for name in FIELDS)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute(f"CREATE TABLE events ({columns})")
+    conn.execute("CREATE UNIQUE INDEX events_tenant_seq ON events (tenant_id, seq)")
+    try:
+        return run_batches(conn, rows, full_batches(len(rows), 1_000))
+    finally:
+        conn.close()
+
+
+def run_batches(conn: sqlite3.Connection, rows: list[tuple[Any, ...]], batches: Sequence[int]) -> float:
+    started = time.perf_counter()
+    at = 0
+    for size in batches:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(_INSERT, rows[at : at + size])
+        conn.execute("COMMIT")
+        at += size
+    seconds = time.perf_counter() - started
+    if at != len(rows):
+        raise RuntimeError(f"baseline inserted {at} of {len(rows)} rows")
+    return seconds
 
 
 def run_store_write(path: Path, events: list[Event], batches: Sequence[int]) -> float:
@@ -192,6 +214,7 @@ def main() -> int:
                 THREAD: runs["thread"].seconds,
                 ALONE: run_store_write(tmp / "write.db", unsealed(run.rows), run.batches),
                 SAME: run_baseline(tmp / "same.db", run.rows, run.batches),
+                HAND: run_hand_written(tmp / "hand.db", run.rows),
                 f"executemany, batches of {MAX_BATCH}": run_baseline(
                     tmp / "full.db", run.rows, full_batches(n, MAX_BATCH)),
             }
@@ -199,17 +222,17 @@ def main() -> int:
         for name, seconds in timings.items():
             rates.setdefault(name, []).append(n / seconds)
         print(f"round {round_no + 1} ({' then '.join(modes)} first): writer=process {n / timings[PROCESS]:,.0f}/s, "
-              f"writer=thread {n / timings[THREAD]:,.0f}/s, executemany {n / timings[SAME]:,.0f}/s, "
+              f"writer=thread {n / timings[THREAD]:,.0f}/s, hand-written {n / timings[HAND]:,.0f}/s, "
               f"{len(run.batches)} batches")
     print()
     figure = median(rates[PROCESS])
-    baseline = median(rates[SAME])
+    baseline = median(rates[HAND])
     print(f"writer batches (process mode): mean {median(batch_means):,.0f} events per transaction\n")
-    table(("path (median of rounds)", "events/s", "ratio to executemany (same batches)"),
+    table(("path (median of rounds)", "events/s", "ratio to the hand-written baseline"),
           [(name, median(r), median(r) / baseline) for name, r in rates.items()])
     if args.profile:
         profile_round(calls)
-    return verdict([Bar("sealog/executemany (same batches)", figure / baseline, 0.5, 0.8, True)],
+    return verdict([Bar("sealog/hand-written executemany", figure / baseline, 0.6, 0.8, True)],
                    args.check)
 
 
