@@ -271,3 +271,37 @@ def test_random_bytes_and_json_get_only_202_or_a_4xx(service: Service, body: byt
     response = service.client.post("/v1/events", content=body, headers=service.auth(service.acme))
     assert response.status_code == 202 or 400 <= response.status_code < 500, response.text
     assert isinstance(response.json(), dict)
+
+
+def test_an_idempotency_key_is_shared_by_workers_and_a_reused_key_loses_nothing(tmp_path: Path) -> None:
+    """Two apps on one spool directory (as `serve --workers 2` runs): a retry on the other worker gets the first
+    answer, a key reused for another body is refused there too; once the record is gone (expired), the other
+    body is stored under ids of its own, never dropped as a duplicate of the first body's."""
+    log = AuditLog(f"sqlite:///{tmp_path / 'audit.db'}", spool_dir=tmp_path / "spool", writer="thread")
+    try:
+        keys = KeyStore(f"sqlite:///{tmp_path / 'keys.db'}")
+        secret = keys.create("acme")[1]
+        headers = {"Authorization": f"Bearer {secret}", "Idempotency-Key": "order-77"}
+        first_body = [{"action": "order.place", "metadata": {"n": i, "password": "hunter2-secret"}} for i in range(3)]
+        other_body = [{"action": "order.cancel", "metadata": {"n": i}} for i in range(2)]
+        with TestClient(create_app(log, keys)) as one, TestClient(create_app(log, keys)) as two:
+            first = one.post("/v1/events", json=first_body, headers=headers)
+            assert first.status_code == 202
+            assert two.post("/v1/events", json=first_body, headers=headers).json() == first.json()
+            refused = two.post("/v1/events", json=other_body, headers=headers)
+            assert refused.status_code == 422
+            assert "Idempotency-Key" in refused.text
+        records = list((tmp_path / "spool" / "idempotency").glob("*.json"))
+        assert len(records) == 1
+        assert b"hunter2" not in records[0].read_bytes()  # the body's hash and the ids, never the body
+        records[0].unlink()  # a day later
+        with TestClient(create_app(log, keys)) as three:
+            later = three.post("/v1/events", json=other_body, headers=headers)
+        assert later.status_code == 202
+        assert set(later.json()["event_ids"]).isdisjoint(first.json()["event_ids"])
+        assert log.flush(30)
+        stored = sorted((e.action, e.metadata["n"]) for e in log.iter_events("acme"))
+        assert stored == [("order.cancel", 0), ("order.cancel", 1),
+                          ("order.place", 0), ("order.place", 1), ("order.place", 2)]
+    finally:
+        log.close()

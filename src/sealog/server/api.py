@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import threading
-import time
-import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -33,6 +29,7 @@ from ..broker.envelopes import MAX_NESTING, too_deep
 from ..stores.base import NotInLog, decode_cursor
 from .auth import Auth, HTTPError, tenant_for
 from .guard import Offload
+from .idempotency import Idempotency, event_id_for
 
 MAX_BODY: Final = 8 << 20
 """Bytes per request: 1,000 events of the usual size, well under 64 KiB each."""
@@ -41,11 +38,7 @@ MAX_LIMIT: Final = 1000
 ACCEPTED_FIELDS: Final = frozenset(CONTENT_FIELDS)
 """Unknown fields are rejected (422 naming them), never silently kept or dropped."""
 IDEMPOTENCY_HEADER: Final = "idempotency-key"
-IDEMPOTENCY_SECONDS: Final = 24 * 3600
-"""How long a key's first body is remembered, to refuse the key's reuse for another body."""
 _IDEMPOTENCY_KEY: Final = re.compile(r"[\x21-\x7e]{1,255}")
-_IDS: Final = uuid.UUID("8d3c2f7e-1b5a-5e4c-9f60-7a2d4b8c0e19")
-"""UUIDv5 namespace of the event ids derived from an Idempotency-Key."""
 _MAX_SEQ: Final = 2**63 - 1
 
 
@@ -215,43 +208,6 @@ def parse_events(body: bytes) -> list[Any]:
     return items
 
 
-class Idempotency:
-    """What each Idempotency-Key was first used for, so a retry gets the first answer.
-
-    The event ids themselves derive from the key (``event_id_for``), so a retry stores
-    nothing twice even after a restart; this memory only lets a retry skip the work and
-    lets a key reused for a different body be refused (422), as the IETF draft says.
-    """
-
-    def __init__(self, capacity: int = 10_000) -> None:
-        self.capacity = capacity
-        self._seen: OrderedDict[tuple[str, str], tuple[float, bytes, list[str]]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def answer(self, scope: tuple[str, str], fingerprint: bytes) -> list[str] | None:
-        now = time.monotonic()
-        with self._lock:
-            entry = self._seen.get(scope)
-            if entry is None or entry[0] < now:
-                return None
-            if entry[1] != fingerprint:
-                raise HTTPError(422, "this Idempotency-Key was used for a different body: "
-                                     "use a new key for a new request")
-            return entry[2]
-
-    def remember(self, scope: tuple[str, str], fingerprint: bytes, ids: list[str]) -> None:
-        with self._lock:
-            self._seen[scope] = (time.monotonic() + IDEMPOTENCY_SECONDS, fingerprint, ids)
-            self._seen.move_to_end(scope)
-            while len(self._seen) > self.capacity:
-                self._seen.popitem(last=False)
-
-
-def event_id_for(key_id: str, idempotency_key: str, index: int) -> str:
-    """The id of the ``index``-th event of a request with this key: the same on every retry."""
-    return str(uuid.uuid5(_IDS, f"{key_id}\n{idempotency_key}\n{index}"))
-
-
 class Api:
     """The endpoints, bound to one AuditLog (in this process: same spool, same sealing)."""
 
@@ -259,7 +215,7 @@ class Api:
         self.log = log
         self.auth = auth
         self.offload = offload
-        self.idempotency = Idempotency()
+        self.idempotency = Idempotency(log.spool.directory / "idempotency")
 
     async def ingest(self, request: Request) -> Response:
         key = await self.offload.read(self.auth.bearer, request)
@@ -287,7 +243,7 @@ class Api:
             errors += [FieldError(index, name, "unknown field") for name in unknown]
             item = {k: v for k, v in raw.items() if k in ACCEPTED_FIELDS}  # still check the rest
             if retry_key is not None and item.get("event_id") is None:
-                item["event_id"] = event_id_for(key.key_id, retry_key, index)
+                item["event_id"] = event_id_for(key.key_id, retry_key, fingerprint, index)
             try:
                 item["tenant_id"] = tenant_for(key, item.get("tenant_id"))
             except HTTPError as exc:
