@@ -291,7 +291,7 @@ def test_an_idempotency_key_is_shared_by_workers_and_a_reused_key_loses_nothing(
             refused = two.post("/v1/events", json=other_body, headers=headers)
             assert refused.status_code == 422
             assert "Idempotency-Key" in refused.text
-        records = list((tmp_path / "spool" / "idempotency").glob("*.json"))
+        records = list((tmp_path / "spool" / "idempotency").glob("*.rec"))
         assert len(records) == 1
         assert b"hunter2" not in records[0].read_bytes()  # the body's hash and the ids, never the body
         records[0].unlink()  # a day later

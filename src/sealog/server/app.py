@@ -33,7 +33,7 @@ def create_app(log: AuditLog, keys: KeyStore | None = None, *, limits: Limits | 
     """
     keys = keys or KeyStore(log.url)
     keys.migrate()
-    auth = Auth(keys)
+    auth = Auth(keys, log.spool.directory / "sessions")  # shared by the workers of `serve --workers N`
     limits = limits or Limits()
     offload = Offload(limits)
     api = Api(log, auth, offload)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
 
 from starlette.requests import Request
 
+from ._records import SharedRecords
 from .keys import ApiKey, KeyStore
 
 SESSION_COOKIE = "sealog_session"
@@ -24,32 +27,34 @@ class HTTPError(Exception):
         self.headers = headers
 
 
-@dataclass
-class Session:
-    secret: str
-    """Kept in this process's memory only; the cookie holds a random session id."""
-    expires: float
-
-
 class Auth:
-    """Checks keys (with a short cache, so each request is not a database round trip)."""
+    """Checks keys (with a short cache, so each request is not a database round trip).
 
-    def __init__(self, keys: KeyStore) -> None:
+    A viewer session is a random id in a cookie, mapped to the key's id (never its secret) in
+    this process's memory and in a shared record, so every worker of ``sealog serve --workers N``
+    honours a sign-in, and a restart keeps it. The key is re-checked, so revoking it ends its sessions.
+    """
+
+    def __init__(self, keys: KeyStore, directory: Path | None = None) -> None:
         self.keys = keys
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
-        self._sessions: dict[str, Session] = {}
+        self._sessions: dict[str, tuple[str, float]] = {}  # session id -> (key id, expiry, wall clock)
+        self._shared = SharedRecords(directory, SESSION_SECONDS)
         self._lock = threading.Lock()
 
     def check(self, secret: str) -> ApiKey | None:
+        return self._cached(secret, self.keys.check)
+
+    def _cached(self, lookup: str, find: Callable[[str], ApiKey | None]) -> ApiKey | None:
         now = time.monotonic()
-        cached = self._cache.get(secret)
+        cached = self._cache.get(lookup)
         if cached is not None and now - cached[0] < _CACHE_SECONDS:
             return cached[1]
-        key = self.keys.check(secret)
+        key = find(lookup)
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            self._cache[secret] = (now, key)
+            self._cache[lookup] = (now, key)
         return key
 
     def bearer(self, request: Request) -> ApiKey:
@@ -62,22 +67,47 @@ class Auth:
             raise HTTPError(401, "unknown or revoked API key")
         return key
 
-    def start_session(self, secret: str) -> str:
+    def start_session(self, key: ApiKey) -> str:
         session_id = secrets.token_urlsafe(32)
+        expires = time.time() + SESSION_SECONDS
         with self._lock:
-            self._sessions[session_id] = Session(secret, time.monotonic() + SESSION_SECONDS)
+            self._sessions[session_id] = (key.key_id, expires)
+        self._shared.put(_SESSION + session_id, f"{expires}\n{key.key_id}".encode())
         return session_id
 
     def end_session(self, session_id: str | None) -> None:
         with self._lock:
             self._sessions.pop(session_id or "", None)
+        if session_id:
+            self._shared.delete(_SESSION + session_id)
 
     def session(self, request: Request) -> ApiKey | None:
         """The viewer's signed-in key, re-checked so a revoked key ends its sessions."""
-        session = self._sessions.get(request.cookies.get(SESSION_COOKIE, ""))
-        if session is None or session.expires < time.monotonic():
+        session_id = request.cookies.get(SESSION_COOKIE, "")
+        if not session_id:
             return None
-        return self.check(session.secret)
+        if self._shared.directory is None:
+            found = self._sessions.get(session_id)
+        else:  # the record, not this worker's memory: a sign-out on another worker ends it here too
+            found = _session_record(self._shared.get(_SESSION + session_id))
+        if found is None or found[1] < time.time():
+            return None
+        return self._cached(_BY_ID + found[0], lambda lookup: self.keys.by_id(lookup.removeprefix(_BY_ID)))
+
+
+_SESSION: Final = "session\n"
+_BY_ID: Final = "\x00id:"
+"""Cache entries by key id: no secret starts with a NUL, so the two lookups never meet."""
+
+
+def _session_record(data: bytes | None) -> tuple[str, float] | None:
+    if data is None:
+        return None
+    expires, _, key_id = data.decode(errors="replace").partition("\n")
+    try:
+        return key_id, float(expires)
+    except ValueError:
+        return None
 
 
 def tenant_for(key: ApiKey, requested: str | None) -> str:

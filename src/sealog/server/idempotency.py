@@ -5,15 +5,12 @@ of the same bytes stores nothing twice, on any worker and after any restart, whi
 reused for a different body can never make its events collide with the first body's and
 vanish as "duplicates". What is remembered here only lets a retry skip the work and lets a
 reused key be refused (422), as the IETF draft asks: in this process's memory, and in a
-small file per key under the spool directory, which ``sealog serve --workers N`` shares.
+shared record (``_records``) that ``sealog serve --workers N`` sees from every worker.
 A record holds the body's hash and the ids, never the body.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import os
 import threading
 import time
 import uuid
@@ -23,14 +20,13 @@ from typing import Final
 
 import msgspec
 
+from ._records import SharedRecords
 from .auth import HTTPError
 
 SECONDS: Final = 24 * 3600
 """How long a key is remembered."""
 _IDS: Final = uuid.UUID("8d3c2f7e-1b5a-5e4c-9f60-7a2d4b8c0e19")
 """UUIDv5 namespace of the event ids derived from an Idempotency-Key."""
-_SWEEP_EVERY: Final = 60.0
-"""Seconds between removals of expired records (each worker sweeps on its own)."""
 
 
 class _Record(msgspec.Struct, array_like=True):
@@ -45,15 +41,13 @@ def event_id_for(key_id: str, idempotency_key: str, fingerprint: bytes, index: i
 
 
 class Idempotency:
-    """First answers by (API key, Idempotency-Key): memory first, then the shared directory."""
+    """First answers by (API key, Idempotency-Key): memory first, then the shared records."""
 
     def __init__(self, directory: Path | None = None, capacity: int = 10_000) -> None:
-        self.directory = directory
+        self.records = SharedRecords(directory, SECONDS)
         self.capacity = capacity
         self._seen: OrderedDict[tuple[str, str], _Record] = OrderedDict()
         self._lock = threading.Lock()
-        self._swept = 0.0
-        self._encoder = msgspec.json.Encoder()
         self._decoder = msgspec.json.Decoder(_Record)
 
     def answer(self, scope: tuple[str, str], fingerprint: bytes) -> list[str] | None:
@@ -77,46 +71,15 @@ class Idempotency:
             self._seen.move_to_end(scope)
             while len(self._seen) > self.capacity:
                 self._seen.popitem(last=False)
-        self._write(scope, record)
-
-    # -- the shared records ------------------------------------------------------------
-
-    def _path(self, scope: tuple[str, str]) -> Path | None:
-        if self.directory is None:
-            return None
-        name = hashlib.sha256(f"{scope[0]}\n{scope[1]}".encode()).hexdigest()
-        return self.directory / f"{name}.json"
+        self.records.put(_name(scope), msgspec.json.encode(record))
 
     def _read(self, scope: tuple[str, str]) -> _Record | None:
-        path = self._path(scope)
-        if path is None:
-            return None
+        data = self.records.get(_name(scope))
         try:
-            return self._decoder.decode(path.read_bytes())
-        except (OSError, msgspec.DecodeError):  # none, or unreadable: the ids still keep retries safe
+            return None if data is None else self._decoder.decode(data)
+        except msgspec.DecodeError:  # unreadable: the ids still keep retries safe
             return None
 
-    def _write(self, scope: tuple[str, str], record: _Record) -> None:
-        """Write-then-rename, so a worker never reads half a record; a failure only costs the 422."""
-        path = self._path(scope)
-        if path is None:
-            return
-        try:
-            path.parent.mkdir(mode=0o700, exist_ok=True)
-            temporary = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-            temporary.write_bytes(self._encoder.encode(record))
-            os.replace(temporary, path)
-        except OSError:
-            return
-        self._sweep(record.expires - SECONDS)
 
-    def _sweep(self, now: float) -> None:
-        if self.directory is None or now - self._swept < _SWEEP_EVERY:
-            return
-        self._swept = now
-        with contextlib.suppress(OSError):
-            for path in self.directory.iterdir():
-                with contextlib.suppress(OSError):  # a record is written once: its mtime is its age
-                    age = now - path.stat().st_mtime
-                    if age > (SECONDS if path.suffix == ".json" else _SWEEP_EVERY):
-                        path.unlink()
+def _name(scope: tuple[str, str]) -> str:
+    return f"idempotency\n{scope[0]}\n{scope[1]}"

@@ -120,6 +120,15 @@ class KeyStore:
                         (timefmt.now(), key_id))
             return bool(cur.rowcount)
 
+    def by_id(self, key_id: str) -> ApiKey | None:
+        """The live key with this id, or None (unknown or revoked): what a viewer session holds."""
+        m = self._mark
+        with self._cursor() as cur:
+            cur.execute(f"SELECT key_id, tenant_id, name, created_at, revoked_at FROM sealog_api_keys "
+                        f"WHERE key_id = {m}", (key_id,))
+            row = cur.fetchone()
+        return None if row is None or row[4] is not None else ApiKey(*row)
+
     def check(self, secret: str) -> ApiKey | None:
         """The live key this secret belongs to, or None (unknown or revoked)."""
         wanted = digest(secret)

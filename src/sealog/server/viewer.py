@@ -140,7 +140,7 @@ class Viewer:
             return self.render("signin.html", 400, error="An admin key needs a tenant.", admin_tenant=True)
         response = RedirectResponse("/events", status_code=303)
         cookie = self._cookie(request)
-        response.set_cookie(SESSION_COOKIE, self.auth.start_session(secret), **cookie)
+        response.set_cookie(SESSION_COOKIE, await self.offload.read(self.auth.start_session, key), **cookie)
         if key.admin:
             response.set_cookie("sealog_tenant", tenant, **cookie)
         return response
@@ -169,7 +169,7 @@ class Viewer:
 
     async def signout(self, request: Request) -> Response:
         _same_origin(request)
-        self.auth.end_session(request.cookies.get(SESSION_COOKIE))
+        await self.offload.read(self.auth.end_session, request.cookies.get(SESSION_COOKIE))
         response = RedirectResponse("/", status_code=303)
         response.delete_cookie(SESSION_COOKIE)
         response.delete_cookie("sealog_tenant")
