@@ -385,12 +385,18 @@ class PostgresStore:
         return found[0] if found else None
 
     def _stream(self, statement: sql.Composed, params: Sequence[Any]) -> Iterator[Any]:
-        """A server-side cursor: a tenant of any size in constant memory."""
+        """A server-side cursor: a tenant of any size in constant memory.
+
+        The first fetch is small, so an export's first lines come as fast as a page of a search;
+        later fetches grow to 2,000 rows, where a round trip costs nothing next to the rows.
+        """
         with self._connection() as conn, conn.transaction(), \
                 conn.cursor(name="sealog_stream") as cursor:
-            cursor.itersize = 2000
             cursor.execute(statement, params)
-            yield from cursor
+            size = 100
+            while rows := cursor.fetchmany(size):
+                yield from rows
+                size = min(size * 4, 2000)
 
     def iter_events(self, tenant_id: str, after_seq: int = 0) -> Iterator[Event]:
         statement = sql.SQL("SELECT {} FROM sealog_events WHERE tenant_id = %s AND seq > %s "
