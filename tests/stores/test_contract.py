@@ -129,6 +129,18 @@ def test_replayed_batch_adds_no_row_and_uses_no_seq(store: Store) -> None:
     assert store.verify().ok
 
 
+def test_a_big_batch_replayed_in_its_later_part_is_stored_once(store: Store) -> None:
+    """2,300 events, the last 1,200 already stored: the store meets them past its first chunks (SQLite inserts
+    in 500-row chunks on another thread while it seals the next), rolls back, and adds only the new ones."""
+    old = [event(metadata={"i": i}) for i in range(1_200)]
+    assert store.write(old) == 1_200
+    new = [event(metadata={"i": i}) for i in range(1_200, 2_300)]
+    assert store.write([*new, *old]) == 1_100
+    assert_sealed(store, "acme", 2_300)
+    assert {e.event_id for e in chain(store, "acme")} == {e.event_id for e in old + new}
+    assert store.verify().ok
+
+
 def test_replay_with_other_content_keeps_the_first(store: Store) -> None:
     """Same (tenant, id), different occurred_at and metadata: nothing added, the first version stays."""
     first = event(metadata={"v": 1})
