@@ -180,3 +180,30 @@ def test_a_spooled_batch_with_one_unroutable_event_lands_once_and_quarantines_it
     record = json.loads((spool / QUARANTINE).read_text())
     assert json.loads(record["line"])["action"] == "billing.refund"
     assert "no queue is bound" in record["reason"]
+
+
+def test_after_a_nack_the_publisher_starts_a_fresh_connection_and_resends_only_the_refused(
+        rabbit_url: str, names: Names, amqp: Any) -> None:
+    """A queue full with reject-publish nacks the overflow: write() is an outage (StoreUnavailable), the
+    publisher drops that channel (RabbitMQ 3.10 could keep nacking a quorum queue's publishes on a channel
+    opened during a leader election), and the retry, once there is room, sends only the refused messages."""
+    from sealog import StoreUnavailable
+    from sealog._event import decode
+    from sealog.broker.publisher import Publisher
+
+    amqp.exchange_declare(names.exchange, exchange_type="topic", durable=True)
+    amqp.queue_declare(names.queue, exclusive=True, arguments={"x-max-length": 3, "x-overflow": "reject-publish"})
+    amqp.queue_bind(names.queue, names.exchange, routing_key="auth.*")
+    events = [decode(line) for line in batch_lines(5, unbound_at=-1)][:5]
+    publisher = Publisher(rabbit_url, exchange=names.exchange)
+    try:
+        with pytest.raises(StoreUnavailable, match="nacked"):
+            publisher.write(events)
+        assert publisher._conn is None  # the channel that saw the nacks is gone
+        first = drain(amqp, names.queue)
+        assert len(first) == 3
+        assert publisher.write(events) == 5  # room again: only the two refused ones are sent
+        second = drain(amqp, names.queue)
+    finally:
+        publisher.close()
+    assert sorted(first + second) == sorted(e.event_id for e in events)

@@ -228,6 +228,9 @@ class Publisher:
             raise
         if self._nacked:  # e.g. a quorum queue between leaders: only the refused ones go again
             self._remember(events, bodies, first)
+            # On a fresh channel: RabbitMQ 3.10 kept nacking a channel's publishes to a quorum queue
+            # whose leader was on a node that stopped, after a new leader was elected (test_cluster).
+            self.close()
             raise StoreUnavailable(f"the broker refused (nacked) {len(self._nacked)} of {len(events)} messages; "
                                    "they will be published again")
         self.published += len(events) - len(self._returned)
