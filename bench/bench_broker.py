@@ -11,6 +11,8 @@ One RabbitMQ (Debian's, started like the tests do) and one PostgreSQL (fsync on)
     (asynchronous confirms on a SelectConnection, the whole batch in flight); pika's
     one-confirm-per-publish BlockingChannel is shown for reference. Rounds alternate.
     Bar: >= 0.5 of the bare pipeline, goal >= 0.8.
+    Beside it, where the time goes: CPU microseconds per event of each process in the
+    rounds (from /proc; the bare consumer reports its own before it exits).
 (b) emit() in the caller with broker=URL (default writer process) against logger.info
     through logging.handlers.QueueHandler, interleaved batches, median of the mean ns per
     call. Bar: ratio <= 1.0.
@@ -18,9 +20,11 @@ One RabbitMQ (Debian's, started like the tests do) and one PostgreSQL (fsync on)
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,13 +66,14 @@ def on_message(channel, method, properties, body):
     state["tag"] = method.delivery_tag
 ch.basic_consume(queue, on_message)
 print("ready", flush=True)
+cpu_at_ready = time.process_time()  # the CPU of consuming alone, not of starting up
 acked = 0
 while acked < n:
     conn.process_data_events(time_limit=0.05)
     if state["tag"] > acked:  # ack what arrived, in one frame, like sealog's batches
         ch.basic_ack(state["tag"], multiple=True)
         acked = state["tag"]
-print(f"done {time.monotonic()!r}", flush=True)
+print(f"done {time.monotonic()!r} {time.process_time() - cpu_at_ready!r}", flush=True)
 conn.close()
 """
 
@@ -105,11 +110,38 @@ def start_bare_consumer(url: str, queue: str, n: int) -> subprocess.Popen[str]:
     return proc
 
 
-def bare_done(proc: subprocess.Popen[str]) -> float:
+def bare_done(proc: subprocess.Popen[str]) -> tuple[float, float]:
+    """When the bare consumer acked the last message, and its own CPU seconds."""
     assert proc.stdout is not None
     line = proc.stdout.readline()
     proc.wait(60)
-    return float(line.split()[1])
+    return float(line.split()[1]), float(line.split()[2])
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+Match = Callable[[int, str], bool]
+
+
+def cpu_seconds(groups: dict[str, Match]) -> dict[str, float]:
+    """CPU seconds (user + system) of the running processes, summed per group (pid, command line)."""
+    totals = dict.fromkeys(groups, 0.0)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            command = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stat = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
+        except OSError:  # gone meanwhile
+            continue
+        for name, match in groups.items():
+            if match(int(entry), command):
+                totals[name] += (int(stat[11]) + int(stat[12])) / _TICKS
+                break
+    return totals
+
+
+def cpu_per_event(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
+    return {name: (after[name] - before[name]) / n * 1e6 for name in before}
 
 
 def publish_async(url: str, exchange: str, bodies: list[tuple[str, bytes]]) -> None:
@@ -150,28 +182,38 @@ def publish_blocking(url: str, exchange: str, bodies: list[tuple[str, bytes]]) -
     conn.close()
 
 
-def run_bare(url: str, exchange: str, queue: str, bodies: list[tuple[str, bytes]], *, blocking: bool) -> float:
+def run_bare(url: str, exchange: str, queue: str, bodies: list[tuple[str, bytes]], *, blocking: bool,
+             groups: dict[str, Match] | None = None) -> tuple[float, dict[str, float]]:
+    """Events/s, and CPU µs per event by process (``groups``; the bare consumer's own figure added)."""
     proc = start_bare_consumer(url, queue, len(bodies))
+    before = cpu_seconds(groups or {})
     started = time.monotonic()
     (publish_blocking if blocking else publish_async)(url, exchange, bodies)
-    return len(bodies) / (bare_done(proc) - started)
+    done, consumer_cpu = bare_done(proc)
+    cpu = cpu_per_event(before, cpu_seconds(groups or {}), len(bodies))
+    cpu["consumer"] = consumer_cpu / len(bodies) * 1e6
+    return len(bodies) / (done - started), cpu
 
 
 def stored(store: Any) -> int:
     return sum(head.seq for head in store.heads())
 
 
-def run_sealog(broker: str, exchange: str, store: Any, spool: Path, n: int, offset: int) -> float:
+def run_sealog(broker: str, exchange: str, store: Any, spool: Path, n: int, offset: int,
+               groups: dict[str, Match] | None = None) -> tuple[float, dict[str, float]]:
+    """Events/s, and CPU µs per event by process (``groups``), measured while the writer process lives."""
     with AuditLog(broker=broker, exchange=exchange, spool_dir=spool) as log:
         assert log.flush(60)  # writer process up and connected before the clock runs
         before = stored(store)
+        cpu_before = cpu_seconds(groups or {})
         started = time.monotonic()
         for i in range(offset, offset + n):
             log.emit(**event_kwargs(i))
         assert log.flush(600), log.stats()
         while stored(store) < before + n:
             time.sleep(0.02)
-        return n / (time.monotonic() - started)
+        rate = n / (time.monotonic() - started)
+        return rate, cpu_per_event(cpu_before, cpu_seconds(groups or {}), n)
 
 
 def start_consumer(broker: str, exchange: str, queue: str, store_url: str, tmp: Path) -> subprocess.Popen[bytes]:
@@ -187,7 +229,32 @@ def start_consumer(broker: str, exchange: str, queue: str, store_url: str, tmp: 
     return proc
 
 
-def throughput(rabbit: Any, pg: Any, tmp: Path, n: int, rounds: int) -> tuple[list[float], list[float], float]:
+PROCESSES = ("emitting process / bare publisher", "writer process (Publisher)", "RabbitMQ",
+             "sealog consume / bare consumer", "PostgreSQL backends")
+
+
+def process_groups(rabbit: Any, consumer: int | None, database: str) -> dict[str, Match]:
+    me = os.getpid()
+    return {
+        PROCESSES[0]: lambda pid, _cmd: pid == me,
+        PROCESSES[1]: lambda pid, cmd: "sealog._worker" in cmd and _parent(pid) == str(me),
+        PROCESSES[2]: lambda _pid, cmd: str(rabbit.root) in cmd,
+        PROCESSES[3]: lambda pid, _cmd: pid == consumer,
+        PROCESSES[4]: lambda _pid, cmd: cmd.startswith("postgres:") and f" {database} " in cmd,
+    }
+
+
+def _parent(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1]
+    except OSError:
+        return ""
+
+
+Cpu = list[dict[str, float]]
+
+
+def throughput(rabbit: Any, pg: Any, tmp: Path, n: int, rounds: int) -> tuple[list[float], list[float], float, Cpu, Cpu]:
     broker = rabbit.url
     store_url = pg.create_database("broker_bench")
     store = open_store(store_url)
@@ -195,24 +262,52 @@ def throughput(rabbit: Any, pg: Any, tmp: Path, n: int, rounds: int) -> tuple[li
     declare(broker, "bare.events", "bare.q")
     consumer = start_consumer(broker, "sealog.bench", "sealog.bench.q", store_url, tmp)
     bodies = sample_bodies(n)
-    sealog_rates, bare_rates = [], []
+    groups = process_groups(rabbit, consumer.pid, "broker_bench")
+    sealog_rates, bare_rates, sealog_cpu, bare_cpu = [], [], [], []
+
+    def sealog_round(r: int) -> None:
+        rate, cpu = run_sealog(broker, "sealog.bench", store, tmp / "spool", n, r * n, groups)
+        sealog_rates.append(rate)
+        sealog_cpu.append(cpu)
+
+    def bare_round() -> None:
+        rate, cpu = run_bare(broker, "bare.events", "bare.q", bodies, blocking=False,
+                             groups={k: v for k, v in groups.items() if k in (PROCESSES[0], PROCESSES[2])})
+        bare_rates.append(rate)
+        bare_cpu.append(cpu)
+
     try:
         run_sealog(broker, "sealog.bench", store, tmp / "spool", 500, 10**9)  # warm-up
         run_bare(broker, "bare.events", "bare.q", bodies[:500], blocking=False)
         for r in range(rounds):
             if r % 2:
-                bare_rates.append(run_bare(broker, "bare.events", "bare.q", bodies, blocking=False))
-                sealog_rates.append(run_sealog(broker, "sealog.bench", store, tmp / "spool", n, r * n))
+                bare_round()
+                sealog_round(r)
             else:
-                sealog_rates.append(run_sealog(broker, "sealog.bench", store, tmp / "spool", n, r * n))
-                bare_rates.append(run_bare(broker, "bare.events", "bare.q", bodies, blocking=False))
-        blocking = run_bare(broker, "bare.events", "bare.q", bodies[: max(1000, n // 10)], blocking=True)
+                sealog_round(r)
+                bare_round()
+        blocking, _ = run_bare(broker, "bare.events", "bare.q", bodies[: max(1000, n // 10)], blocking=True)
         assert store.verify().ok
     finally:
         consumer.terminate()
         consumer.wait(30)
         store.close()
-    return sealog_rates, bare_rates, blocking
+    return sealog_rates, bare_rates, blocking, sealog_cpu, bare_cpu
+
+
+def cpu_table(sealog_cpu: Cpu, bare_cpu: Cpu) -> None:
+    """Median CPU µs per event of each process over the rounds: where the time goes."""
+    def mid(samples: Cpu, name: str) -> float | str:
+        values = [s[name] for s in samples if name in s]
+        return median(values) if values else "-"
+
+    bare_names = {PROCESSES[0]: PROCESSES[0], PROCESSES[2]: PROCESSES[2], PROCESSES[3]: "consumer"}
+    rows: list[tuple[Any, ...]] = []
+    for name in PROCESSES:
+        rows.append((name, mid(sealog_cpu, name), mid(bare_cpu, bare_names[name]) if name in bare_names else "-"))
+    rows.append(("total", sum(median([s[k] for s in sealog_cpu]) for k in PROCESSES),
+                 sum(median([s[k] for s in bare_cpu]) for k in (PROCESSES[0], PROCESSES[2], "consumer"))))
+    table(("process", "sealog CPU µs/event", "bare CPU µs/event"), rows)
 
 
 def caller_cost(broker: str, tmp: Path, batches: int) -> dict[str, list[float]]:
@@ -250,8 +345,8 @@ def main() -> int:
     pg = start_pg(fsync=True)
     try:
         with temp_dir() as tmp:
-            sealog_rates, bare_rates, blocking = ([1.0], [1.0], 1.0) if args.emit_only else \
-                throughput(rabbit, pg, tmp, n, rounds)
+            sealog_rates, bare_rates, blocking, sealog_cpu, bare_cpu = ([1.0], [1.0], 1.0, [], []) \
+                if args.emit_only else throughput(rabbit, pg, tmp, n, rounds)
             samples = caller_cost(rabbit.url, tmp, batches)
     finally:
         remove_pg(pg)
@@ -264,6 +359,8 @@ def main() -> int:
         ("bare pika: async confirms -> broker -> ack, no store", bare, min(bare_rates), max(bare_rates), 1.0),
         ("bare pika: BlockingChannel confirm per publish (reference)", blocking, blocking, blocking, blocking / bare),
     ])
+    if sealog_cpu:
+        cpu_table(sealog_cpu, bare_cpu)
     base = median(samples["logging QueueHandler"])
     table(("contender", "median ns/call", "p10", "p90", "ratio vs logging"),
           [(name, median(s), quantile(s, 0.1), quantile(s, 0.9), median(s) / base) for name, s in samples.items()])

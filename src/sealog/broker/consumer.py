@@ -25,8 +25,15 @@ that, the last line for a crash the consumer could not count (a fault in the cli
 library, a wiped attempts file). Dead-lettering is ``at-least-once``, so a message is
 never dropped between the queue and its dead-letter queue, even while a node is down.
 
-pika's blocking API fits: one process, one thread, one connection with two channels
-(consume; confirmed dead-letter publishes).
+pika's blocking API fits: one connection with two channels (consume; confirmed dead-letter
+publishes), used from the main thread only. The store write runs in one helper thread so
+that it overlaps the next batch: while batch N waits on the database (its commit, the
+round trips: most of a write's time is spent waiting), the main thread receives and
+checks batch N+1. At most one batch is in the store; the next is acked only after it, so
+``multiple=True`` never covers a message the store has not committed. Dead letters and
+acks stay on the main thread, and a batch read on a connection that has since been lost
+is never acked on the new one: the broker redelivers it, and the idempotent insert turns
+the copy into nothing.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import os
 import random
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final, NamedTuple
@@ -147,6 +155,18 @@ class Delivery(NamedTuple):
         return count if isinstance(count, int) and not isinstance(count, bool) else 0
 
 
+Refused = list[tuple[Delivery, str]]
+"""Messages the store refused alone (proven by a stored sibling), with the reason."""
+
+
+class InFlight(NamedTuple):
+    """The batch in the store thread: acked (up to ``last_tag``) once its write is done."""
+
+    result: Future[tuple[bool, Refused]]
+    last_tag: int
+    channel: Any
+
+
 class Attempts:
     """How often each redelivered message was being handled when the process died.
 
@@ -225,6 +245,8 @@ class Consumer:
         self._channel: Any = None
         self._dl_channel: Any = None
         self._pending: list[Delivery] = []
+        self._inflight: InFlight | None = None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sealog-consume-store")
         self._first_at = 0.0
         self._turn = -1  # the node connected to last, in broker_urls order
         self._last_report = time.monotonic()
@@ -261,14 +283,18 @@ class Consumer:
     def run(self) -> None:
         """Consume until stopped; a lost connection is re-established with backoff."""
         errors = _broker_errors()
-        while not self._stopping:
-            try:
-                if self._conn is None:
-                    self._reconnect()
-                    continue
-                self._consume()
-            except errors as exc:
-                self._lost(exc)
+        try:
+            while not self._stopping:
+                try:
+                    if self._conn is None:
+                        self._reconnect()
+                        continue
+                    self._consume()
+                except errors as exc:
+                    self._lost(exc)
+        finally:
+            self._stopping = True  # a write still retrying an outage gives up (its batch stays unacked)
+            self._writer.shutdown(wait=True)
         self._close_connection()
         self.counts.state = "stopped"
         self.report()
@@ -307,11 +333,14 @@ class Consumer:
         while True:
             if self._stopping:
                 self._flush()  # the batch in hand; unread prefetched messages return to the queue
+                self._settle()
                 return
             wait = STOP_POLL
             if self._pending:
                 wait = max(0.0, min(wait, self._first_at + s.batch_delay - time.monotonic()))
             self._conn.process_data_events(time_limit=wait)
+            if self._inflight is not None and self._inflight.result.done():
+                self._settle()
             if self._pending and (len(self._pending) >= s.batch_size
                                   or time.monotonic() - self._first_at >= s.batch_delay):
                 self._flush()
@@ -325,8 +354,10 @@ class Consumer:
             return
         again = [d for d in batch if d.redelivered or d.broker_count]
         if not again:
-            self._handle(batch)
+            self._submit(batch)  # acked once stored, while the next batch comes in
             return
+        if not self._settle():  # the counting below needs the batch before it settled
+            return  # stopping during a store outage: unacked, so the broker redelivers both
         begun: list[Delivery] = []
         acked: list[Delivery] = []
         try:
@@ -354,18 +385,18 @@ class Consumer:
                 elif not self._handle(begun):
                     break
                 acked = begun
-                self._settle(begun, acked)  # acked: its count goes now, before a later message can kill us
+                self._settle_attempts(begun, acked)  # acked: its count goes now, before a later message can kill us
         except _broker_errors():
-            self._settle(begun, acked)  # the connection died, not the process: no attempt used up
+            self._settle_attempts(begun, acked)  # the connection died, not the process: no attempt used up
             raise
         except BaseException:  # ends the process, like a crash: its counts stand, as they should
             begun = []
             raise
         finally:
             if begun:
-                self._settle(begun, acked)
+                self._settle_attempts(begun, acked)
 
-    def _settle(self, begun: list[Delivery], acked: list[Delivery]) -> None:
+    def _settle_attempts(self, begun: list[Delivery], acked: list[Delivery]) -> None:
         handled = {id(d) for d in acked}
         self.attempts.done([d for d in begun if id(d) in handled])
         self.attempts.forgive([d for d in begun if id(d) not in handled])  # a lost connection, or a stop
@@ -376,40 +407,79 @@ class Consumer:
 
         False when stopping during a store outage: nothing acked, the broker redelivers.
         """
+        return self._submit(batch) and self._settle()
+
+    def _submit(self, batch: list[Delivery]) -> bool:
+        """Dead-letter the poison, then hand the rest to the store thread once the batch before is acked.
+
+        The poison's copies are confirmed in the dead-letter queue before the batch is acked.
+        False (and nothing handed on) when the batch before could not be stored (stopping
+        during an outage): both stay unacked, so the broker redelivers them.
+        """
+        settings = self.settings
         good: list[tuple[Delivery, Event]] = []
         for delivery in batch:
             try:
-                event = to_event(delivery.body, default_tenant=self.settings.default_tenant,
+                event = to_event(delivery.body, default_tenant=settings.default_tenant,
                                  message_id=delivery.properties.message_id)
             except Poison as exc:
                 self._dead_letter(delivery, str(exc))
                 continue
             good.append((delivery, event))
-        if not self._store(good):
-            return False  # stopping during a store outage: unacked, so the broker redelivers them
-        self._channel.basic_ack(batch[-1].tag, multiple=True)
+        if not self._settle():
+            return False
+        result = self._writer.submit(self._store, good)
+        self._inflight = InFlight(result, batch[-1].tag, self._channel)
+        conn = self._conn
+        result.add_done_callback(lambda _done: self._wake(conn))
+        return True
+
+    @staticmethod
+    def _wake(conn: Any) -> None:
+        """From the store thread: end the main thread's wait for broker I/O, so it acks at once."""
+        with contextlib.suppress(Exception):  # the connection closed meanwhile: nothing left to ack on
+            conn.add_callback_threadsafe(lambda: None)
+
+    def _settle(self) -> bool:
+        """Wait for the batch in the store (serving the connection meanwhile), dead-letter what
+        the store refused, then ack the batch. False if it was not stored (stopping in an outage)."""
+        inflight = self._inflight
+        if inflight is None:
+            return True
+        while not inflight.result.done():
+            self._conn.process_data_events(time_limit=STOP_POLL)  # heartbeats; new messages wait in _pending
+        self._inflight = None
+        stored, refused = inflight.result.result()
+        if not stored:
+            return False
+        if inflight.channel is not self._channel:  # read on a lost connection: redelivered, not acked
+            return True
+        for delivery, reason in refused:
+            self._dead_letter(delivery, f"the store refused it: {reason}")
+        self._channel.basic_ack(inflight.last_tag, multiple=True)
         self.counts.batches += 1
         self.counts.last_batch_at = timefmt.now()
         return True
 
-    def _store(self, pairs: Sequence[tuple[Delivery, Event]]) -> bool:
-        """Write; retry outages, dead-letter only what the store refused for that message alone.
+    def _store(self, pairs: Sequence[tuple[Delivery, Event]]) -> tuple[bool, Refused]:
+        """In the store thread: write; retry outages; name what the store refused for that message alone.
 
         The same rule as the writer (``_isolate``): a refusal is a message's fault only once a
         sibling was stored; a store that refuses everything is an outage. False if given up
         at stop (unacked: the broker redelivers).
         """
+        refused: Refused = []
         delay = BACKOFF_START
         while pairs:
             try:
-                return isolate(pairs, self._write_retrying,
-                               lambda pair, reason: self._dead_letter(pair[0], f"the store refused it: {reason}"))
+                stored = isolate(pairs, self._write_retrying, lambda pair, reason: refused.append((pair[0], reason)))
+                return stored, refused if stored else []
             except Unproven as exc:
                 if not self._outage(exc, len(pairs)):
-                    return False
-                self._conn.sleep(_jitter.uniform(delay / 2, delay))  # keeps heartbeats flowing
+                    return False, []
+                self._sleep(_jitter.uniform(delay / 2, delay))
                 delay = min(delay * 2, BACKOFF_CAP)
-        return True
+        return True, refused
 
     def _write_retrying(self, pairs: Sequence[tuple[Delivery, Event]]) -> bool:
         """One store write, retrying outages (and unclassified errors) with backoff."""
@@ -422,7 +492,7 @@ class Consumer:
             except Exception as exc:  # StoreUnavailable or unclassified: an outage, never the message's fault
                 if not self._outage(exc, len(pairs)):
                     return False
-                self._conn.sleep(_jitter.uniform(delay / 2, delay))
+                self._sleep(_jitter.uniform(delay / 2, delay))  # the main thread keeps the connection alive
                 delay = min(delay * 2, BACKOFF_CAP)
                 continue
             self.counts.stored += added
@@ -462,6 +532,7 @@ class Consumer:
 
     def _lost(self, exc: BaseException) -> None:
         self._pending.clear()  # unacked: the broker redelivers them to whoever consumes next
+        self._inflight = None  # its write goes on; the copies redelivered are duplicates the store ignores
         self._close_connection()
         self.counts.state = "reconnecting"
         self._note_error(f"broker connection lost: {type(exc).__name__}: {exc}", first=True)

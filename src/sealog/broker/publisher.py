@@ -211,11 +211,14 @@ class Publisher:
         self._nacked.clear()
         first = self._sent + 1
         bodies = [_encode(event) for event in events]
+        # One properties object, its message_id set per message: basic_publish encodes the
+        # frames before it returns, so nothing refers to the object afterwards.
+        props = pika.BasicProperties(content_type="application/json", delivery_mode=2)
+        publish, exchange = channel.basic_publish, self.exchange
         try:
             for event, body in zip(events, bodies, strict=True):
-                props = pika.BasicProperties(content_type="application/json", delivery_mode=2,
-                                             message_id=event.event_id)
-                channel.basic_publish(self.exchange, event.action, body, props, mandatory=True)
+                props.message_id = event.event_id
+                publish(exchange, event.action, body, props, mandatory=True)
                 self._sent += 1
         except Exception as exc:  # the channel or connection closed under us
             self._remember(events, bodies, first)
