@@ -11,7 +11,6 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from functools import partial
 from itertools import chain
@@ -23,7 +22,7 @@ from msgspec.structs import astuple
 from .. import _patterns as patterns
 from .. import _timefmt as timefmt
 from .._canonical import SORTED_FIELDS, canonical_row, loads
-from .._chain import SCALAR_FIELDS, VerifyReport, sealing
+from .._chain import SCALAR_FIELDS, VerifyReport, seal
 from .._errors import EventRejected, SealogError, StoreUnavailable
 from .._event import FIELDS, JSON_FIELDS, Event
 from .._merkle import TILE_HEIGHT, RightEdge, TiledHashes, leaf_hash
@@ -129,8 +128,6 @@ class SQLiteStore:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._edges = Edges()
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_pid = 0
 
     # -- connections -----------------------------------------------------------------
 
@@ -161,9 +158,6 @@ class SQLiteStore:
         return conn
 
     def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None and self._pool_pid == os.getpid():
-            pool.shutdown(wait=True)
         with self._lock:
             for conn in self._all:
                 conn.close()
@@ -232,16 +226,12 @@ class SQLiteStore:
                      for t, size in sizes_before(fresh, heads).items()}
             nodes: list[NodeRow] = []
             recorded_at = timefmt.now()
-            with _Pipeline(self._inserter(), conn) as pipeline:
-                rows = []
-                for s in sealing(fresh, heads):
-                    rows.append((*astuple(s.event)[:_N_CONTENT], *(j.decode() for j in s.json.values()),
-                                 s.seq, s.prev_hash, s.hash, recorded_at))
-                    grow(s.event.tenant_id, edges[s.event.tenant_id], sealed_leaf(s), nodes)
-                    if len(rows) == _PIPELINE_ROWS:
-                        pipeline.insert(rows)
-                        rows = []
-                pipeline.insert(rows)
+            rows = []
+            for s in seal(fresh, heads):
+                rows.append((*astuple(s.event)[:_N_CONTENT], *(j.decode() for j in s.json.values()),
+                             s.seq, s.prev_hash, s.hash, recorded_at))
+                grow(s.event.tenant_id, edges[s.event.tenant_id], sealed_leaf(s), nodes)
+            conn.executemany(_INSERT, rows)
             conn.executemany(_INSERT_NODE, nodes)
             conn.executemany(
                 "INSERT INTO chain_heads VALUES (?, ?, ?) ON CONFLICT (tenant_id) "
@@ -255,14 +245,6 @@ class SQLiteStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-
-    def _inserter(self) -> ThreadPoolExecutor:
-        """The thread that inserts one chunk while this one seals the next (per process: forks start afresh)."""
-        pool = self._pool
-        if pool is None or self._pool_pid != os.getpid():
-            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sealog-sqlite-insert")
-            self._pool, self._pool_pid = pool, os.getpid()
-        return pool
 
     @staticmethod
     def _unseen(conn: sqlite3.Connection, events: Sequence[Event]) -> list[Event]:
@@ -477,42 +459,3 @@ def _statements(script: str) -> Iterator[str]:
             if buffer.strip():
                 yield buffer
             buffer = ""
-
-
-_PIPELINE_ROWS: Final = 500
-
-
-class _Pipeline:
-    """Chunks inserted by another thread, in order, while the caller seals the next chunk.
-
-    ``executemany`` lets go of the GIL inside SQLite, so the index work of chunk N and the
-    hashing of chunk N+1 use both cores: the writer's transaction gets shorter by most of
-    its Python time (``bench_throughput.py``). One chunk is in flight at a time, on the
-    caller's connection, inside the caller's transaction; leaving the block waits for it,
-    so a rollback never races an insert, and its error (a replay's IntegrityError) is raised.
-    """
-
-    def __init__(self, pool: ThreadPoolExecutor, conn: sqlite3.Connection) -> None:
-        self._pool = pool
-        self._conn = conn
-        self._pending: Future[Any] | None = None
-
-    def insert(self, rows: list[tuple[Any, ...]]) -> None:
-        self._wait()
-        if rows:
-            self._pending = self._pool.submit(self._conn.executemany, _INSERT, rows)
-
-    def _wait(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
-
-    def __enter__(self) -> _Pipeline:
-        return self
-
-    def __exit__(self, kind: object, error: object, trace: object) -> None:
-        if kind is None:
-            self._wait()
-        elif self._pending is not None:
-            wait([self._pending])  # the caller's error wins; this chunk's, if any, is moot
-            self._pending = None
