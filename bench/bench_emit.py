@@ -13,11 +13,21 @@ Three contenders, measured in alternating batches so machine noise hits all alik
 Each timed batch is followed, untimed, by draining that contender's consumer (flush() or
 queue.join()), so one side's background work does not land in the other's batches.
 Figure: the median over batches of the mean ns per call. Bar: ratio <= 1.0, goal <= 0.5.
+
+Instructions, which a shared machine does not blur: ``--loop store-down|logging --calls N``
+makes N calls inside ``itertools.starmap`` and exits, for callgrind to count only that loop
+in the calling thread (the QueueListener's and the writer's threads land in other files):
+
+    valgrind --tool=callgrind --separate-threads=yes --toggle-collect=starmap_next \
+        .venv/bin/python bench/bench_emit.py --loop store-down --calls 5000
+    grep totals callgrind.out.<pid>-01    # divided by 5000: instructions per call
 """
 
 from __future__ import annotations
 
+import collections
 import cProfile
+import itertools
 import logging
 import logging.handlers
 import pstats
@@ -105,13 +115,50 @@ def profile_emit(log: AuditLog, rows: list[Row], calls: int) -> None:
     pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
 
 
+def loop(contender: str, calls: int) -> int:
+    """``calls`` calls in one C-driven loop (``--loop``), after a warm-up, for callgrind."""
+    rows = sample_rows(BATCH_SIZE)
+    with temp_dir() as tmp:
+        if contender == "logging":
+            logger, listener, records = std_logging(tmp / "std.log")
+            listener.start()
+            info = logger.info
+            args: list[tuple[Any, ...]] = [(FORMAT, t, a, u, d, m) for t, a, u, d, m in rows]
+
+            def call(*fields: Any) -> None:  # one Python frame per call on both sides
+                info(*fields)
+        else:
+            down = AuditLog(unreachable_url(tmp), spool_dir=tmp / "down.spool")
+            emit = down.emit
+            args = [(t, a, ("user", u), ("document", d), m) for t, a, u, d, m in rows]
+
+            def call(*fields: Any) -> None:
+                t, a, actor, target, m = fields
+                emit(tenant_id=t, action=a, actor=actor, target=target, metadata=m)
+        for fields in args:  # warm-up, outside starmap: not counted
+            call(*fields)
+        work = (args * (calls // len(args) + 1))[:calls]
+        collections.deque(itertools.starmap(call, work), maxlen=0)
+        if contender == "logging":
+            records.join()
+            listener.stop()
+        else:
+            down.close(timeout=0.5)
+    return 0
+
+
 def main() -> int:
     cli = parser(__doc__)
+    cli.add_argument("--loop", choices=("store-down", "logging"),
+                     help="only make --calls calls of one contender, for callgrind (see the docstring)")
+    cli.add_argument("--calls", type=int, default=5000, help="calls for --loop (default 5000)")
     cli.add_argument("--batches", type=int, help="timed batches per contender (default 600, quick 40)")
     cli.add_argument("--profile", action="store_true", help="also print a cProfile of emit")
     cli.add_argument("--ten-strings", action="store_true",
                      help="metadata of ten ordinary strings on both sides (the redaction scan's workload)")
     args = cli.parse_args()
+    if args.loop:
+        return loop(args.loop, args.calls)
     batches = args.batches or (40 if args.quick else 600)
     header("emit() cost in the caller vs logging.QueueHandler", args.quick,
            batches=batches, batch_size=BATCH_SIZE, calls_per_contender=batches * BATCH_SIZE)

@@ -9,8 +9,8 @@ from typing import Any
 _fields: ContextVar[dict[str, Any] | None] = ContextVar("sealog_context", default=None)
 
 
-def current() -> dict[str, Any] | None:
-    return _fields.get()
+current: Callable[[], dict[str, Any] | None] = _fields.get
+"""The fields bound here (a C call: emit asks on every call)."""
 
 
 class bind:
@@ -42,12 +42,15 @@ class bind:
         _fields.reset(self._token)
 
 
-def _load_trace_ids() -> Callable[[], tuple[str, str] | None] | None:
+TraceIds = Callable[[], tuple[str, str] | None]
+
+
+def _load_trace_ids() -> tuple[TraceIds | None, Callable[[], object] | None]:
     try:
         from opentelemetry import context as otel_context
         from opentelemetry import trace
     except ImportError:
-        return None
+        return None, None
 
     # emit asks on every call: read OpenTelemetry's own ContextVar when its runtime context is the
     # default contextvars one (two Python frames fewer), else go through its public function.
@@ -63,8 +66,10 @@ def _load_trace_ids() -> Callable[[], tuple[str, str] | None] | None:
             return None
         return f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}"
 
-    return trace_ids
+    return trace_ids, get_current
 
 
-trace_ids = _load_trace_ids()
-"""Returns (trace id, span id) of the active span; None when opentelemetry-api is absent."""
+trace_ids, trace_active = _load_trace_ids()
+"""``trace_ids()``: (trace id, span id) of the active span. ``trace_active()``: falsy when no
+OpenTelemetry context is active, so emit skips the call to ``trace_ids`` (a C call when
+OpenTelemetry keeps its context in a ContextVar). Both None when opentelemetry-api is absent."""

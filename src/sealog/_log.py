@@ -158,23 +158,21 @@ class AuditLog(AbstractContextManager["AuditLog"]):
         Raises InvalidEvent for the caller's mistakes only; storage trouble is retried
         in the background and never raised here.
         """
-        event, line = self._preparer.prepare(
-            tenant_id=tenant_id, action=action, actor=actor, target=target, outcome=outcome,
-            actor_type=actor_type, actor_id=actor_id, target_type=target_type, target_id=target_id,
-            ip_address=ip_address, user_agent=user_agent, request_id=request_id,
-            correlation_id=correlation_id, span_id=span_id, parent_event_id=parent_event_id,
-            source=source, latency_ms=latency_ms, error_code=error_code, error_message=error_message,
-            metadata=metadata, proof=proof, before=before, after=after, occurred_at=occurred_at,
-            event_id=event_id,
+        # Positional, in Preparer.line's order: 25 keywords would cost a name search each.
+        fields, line = self._preparer.line(
+            tenant_id, action, actor, target, outcome, actor_type, actor_id, target_type, target_id,
+            ip_address, user_agent, request_id, correlation_id, span_id, parent_event_id, source,
+            latency_ms, error_code, error_message, metadata, proof, before, after, occurred_at, event_id,
         )
         if self._closed:
             raise SealogError("this AuditLog is closed")
         self.spool.append(line)
         self._writer.notify()
         if event_log.isEnabledFor(logging.DEBUG):
+            event = Event(**fields)
             event_log.debug("%s %s", event.action, event.event_id,
                             extra={"sealog_event": event.to_dict()})
-        return event.event_id
+        return fields["event_id"]  # type: ignore[no-any-return]
 
     def validate_batch(self, batch: list[dict[str, Any]]) -> list[tuple[Event, bytes] | InvalidEvent]:
         """Each event prepared as emit would (no context: it came from outside), not spooled."""

@@ -268,6 +268,10 @@ class Redactor:
         self._triggers = ahocorasick_rs.AhoCorasick(list(self._triggered)) if self._triggered else None
         self._scan_always = bool(self._always) or key_value_always
         self._short_cut = not self._scan_always and tuple(values) == DEFAULT_VALUES
+        self.quick = self._triggers is not None and self._short_cut
+        """Whether ``may_match`` over the gathered strings decides for a whole event (see ``redact_all``)."""
+        self.known_keys = self._key_cache
+        """``secret_key``'s cache, for walks that gather strings themselves (read it, never write)."""
 
     # -- keys ------------------------------------------------------------------------
 
@@ -387,17 +391,22 @@ class Redactor:
         full walk. Returns the very same objects when nothing needed scrubbing.
         """
         texts: list[str] = []
-        if self._triggers is None or self._scan_always or not self._short_cut or not self._gather(values, texts):
+        if not self.quick or not self._gather(values, texts) or self.may_match(texts):
             return [self._walk(v, f, None) for v, f in zip(values, fields, strict=True)]
+        return values
+
+    def may_match(self, texts: list[str]) -> bool:
+        """Whether any rule could match in ``texts``: the strings of an event that could hold a
+        secret (``_gather``), when ``quick``. False means redaction would change nothing."""
         if not texts:
-            return values
+            return False
         joined = "\n".join(texts)  # no trigger literal holds a newline, so none spans two strings
+        assert self._triggers is not None
         found = _find(self._triggers, _lower(joined))
         if not found:
-            return values
-        if not ("=" in joined or ":" in joined) and not any(self._triggered[f] for f in set(found)):
-            return values  # only key anchors in plain words ("success" holds "cc"), and no assignment
-        return [self._walk(v, f, None) for v, f in zip(values, fields, strict=True)]
+            return False
+        # only key anchors in plain words ("success" holds "cc"), and no assignment: nothing to do
+        return "=" in joined or ":" in joined or any(self._triggered[f] for f in set(found))
 
     def _gather(self, values: Iterable[Any], texts: list[str]) -> bool:
         """Collect the strings that could hold a secret (short ones without ``:`` or ``=``

@@ -32,7 +32,7 @@ import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, NoReturn
 from urllib.parse import unquote_plus, urlsplit
 
 from ._errors import SpoolFull
@@ -241,8 +241,23 @@ class Spool:
         SpoolFull is also what a full or failing local disk raises: the one storage
         failure emit reports, because the event could not be accepted at all.
         """
-        with self._lock:
-            self._write(line + b"\n", 1)
+        data = line + b"\n"
+        size = len(data)
+        with self._lock:  # _write, inlined for emit's one line: the checks that pass, one write
+            segment = self._active
+            if self._closed or self.bytes + size > self.max_bytes or segment.size >= self.segment_bytes:
+                segment = self._ready(size)
+            try:
+                written = os.write(segment.fd, data)
+            except OSError as exc:  # disk full, I/O error
+                self._torn(segment, str(exc))
+            if written != size:
+                self._torn(segment, "a short write")
+            segment.size += size
+            segment.pending += 1
+            self.bytes += size
+            self.appended += 1
+            self._dirty = True
 
     def append_all(self, lines: list[bytes]) -> None:
         """Write a batch as one record: every line durable, or none of them (SpoolFull).
@@ -263,30 +278,38 @@ class Spool:
         SpoolFull is also what a full or failing local disk raises: the events could not be
         made durable, so they are refused rather than half kept.
         """
-        if self._closed:
-            raise RuntimeError("this spool is closed")
-        if self.bytes + len(data) > self.max_bytes:
-            self._make_room(len(data))
-        segment = self._active
-        if segment.size >= self.segment_bytes:
-            segment.sealed = True
-            segment = self._active = self._new_segment()
+        segment = self._ready(len(data))
         try:
             written = os.write(segment.fd, data)
-            failure = "a short write"
         except OSError as exc:  # disk full, I/O error
-            written, failure = -1, str(exc)
-        if written != len(data):  # a torn line must not be read: truncate it, start a new segment
-            with contextlib.suppress(OSError):
-                os.ftruncate(segment.fd, segment.size)
-            segment.sealed = True
-            self._active = self._new_segment()
-            raise SpoolFull(f"cannot write to the spool {self.directory}: {failure}")
+            self._torn(segment, str(exc))
+        if written != len(data):
+            self._torn(segment, "a short write")
         segment.size += len(data)
         segment.pending += count
         self.bytes += len(data)
         self.appended += count
         self._dirty = True
+
+    def _ready(self, size: int) -> Segment:
+        """The segment to append ``size`` bytes to, once there is room (under the lock)."""
+        if self._closed:
+            raise RuntimeError("this spool is closed")
+        if self.bytes + size > self.max_bytes:
+            self._make_room(size)
+        segment = self._active
+        if segment.size >= self.segment_bytes:
+            segment.sealed = True
+            segment = self._active = self._new_segment()
+        return segment
+
+    def _torn(self, segment: Segment, failure: str) -> NoReturn:
+        """A torn line must not be read: truncate it, start a new segment, refuse the event."""
+        with contextlib.suppress(OSError):
+            os.ftruncate(segment.fd, segment.size)
+        segment.sealed = True
+        self._active = self._new_segment()
+        raise SpoolFull(f"cannot write to the spool {self.directory}: {failure}")
 
     def _make_room(self, size: int) -> None:
         if self.full_policy == "block":

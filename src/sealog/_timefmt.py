@@ -9,22 +9,28 @@ import re
 import time
 from datetime import UTC, datetime, timedelta
 
-_cached_second = -1
-_cached_prefix = ""
+_window: tuple[int, int, str] = (0, 0, "")
+"""The current second as (first microsecond, first of the next, its formatted prefix): one tuple,
+so a thread never pairs one second's bounds with another's prefix, and a clock stepped back misses."""
 
 _SPAN = re.compile(r"^(\d+)\s*(s|m|h|d|w)$")
 _SPAN_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def now() -> str:
-    """The current time; formats the date part once per second because emit calls this."""
-    global _cached_second, _cached_prefix
-    ns = time.time_ns()
-    second, rest = divmod(ns, 1_000_000_000)
-    if second != _cached_second:
-        _cached_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _cached_second = second
-    return f"{_cached_prefix}.{rest // 1000:06d}Z"
+    """The current time; formats the date part once per second because emit calls this.
+
+    The microseconds are the last six digits of the microsecond count, zero-padded by
+    construction: a ``:06d`` format spec cost emit ~2,000 instructions (callgrind).
+    """
+    global _window
+    us = time.time_ns() // 1000
+    start, end, prefix = _window
+    if not start <= us < end:
+        start = us - us % 1_000_000
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(start // 1_000_000))
+        _window = (start, start + 1_000_000, prefix)
+    return f"{prefix}{str(us)[-6:]}Z"
 
 
 def format_datetime(value: datetime) -> str:
