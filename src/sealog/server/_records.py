@@ -40,19 +40,20 @@ class SharedRecords:
         except OSError:
             return None
 
-    def put(self, key: str, data: bytes) -> None:
-        """Best effort: a record that cannot be written costs sharing, never the request."""
+    def put(self, key: str, data: bytes) -> bool:
+        """False when not shared (no directory, or it cannot be written): the caller keeps its own copy."""
         path = self._path(key)
         if path is None:
-            return
+            return False
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             temporary = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
             temporary.write_bytes(data)
             os.replace(temporary, path)
         except OSError:
-            return
+            return False
         self._sweep()
+        return True
 
     def delete(self, key: str) -> None:
         path = self._path(key)

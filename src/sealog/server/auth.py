@@ -38,7 +38,7 @@ class Auth:
     def __init__(self, keys: KeyStore, directory: Path | None = None) -> None:
         self.keys = keys
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
-        self._sessions: dict[str, tuple[str, float]] = {}  # session id -> (key id, expiry, wall clock)
+        self._sessions: dict[str, tuple[str, float]] = {}  # unshared sessions: id -> (key id, expiry)
         self._shared = SharedRecords(directory, SESSION_SECONDS)
         self._lock = threading.Lock()
 
@@ -70,9 +70,9 @@ class Auth:
     def start_session(self, key: ApiKey) -> str:
         session_id = secrets.token_urlsafe(32)
         expires = time.time() + SESSION_SECONDS
-        with self._lock:
-            self._sessions[session_id] = (key.key_id, expires)
-        self._shared.put(_SESSION + session_id, f"{expires}\n{key.key_id}".encode())
+        if not self._shared.put(_SESSION + session_id, f"{expires}\n{key.key_id}".encode()):
+            with self._lock:  # no shared directory (or it failed): this worker alone knows the session
+                self._sessions[session_id] = (key.key_id, expires)
         return session_id
 
     def end_session(self, session_id: str | None) -> None:
@@ -86,9 +86,8 @@ class Auth:
         session_id = request.cookies.get(SESSION_COOKIE, "")
         if not session_id:
             return None
-        if self._shared.directory is None:
-            found = self._sessions.get(session_id)
-        else:  # the record, not this worker's memory: a sign-out on another worker ends it here too
+        found = self._sessions.get(session_id)
+        if found is None:  # the shared record: a sign-out on another worker ends it here too
             found = _session_record(self._shared.get(_SESSION + session_id))
         if found is None or found[1] < time.time():
             return None
