@@ -76,14 +76,14 @@ TARGETS = {"tool": "tool", "auth": "session", "content": "post", "mcp": "tool", 
 
 # What the measurements below point to: a migration the lead can take as it is (see the report),
 # measured on a copy of each database together with the query change in ``Resolving*Store``.
-PROPOSED: dict[str, list[str]] = {
+PROPOSED: dict[str, list[str]] = {  # migration 007 adopted these: IF NOT EXISTS keeps them no-ops since
     "sqlite": [
-        "CREATE INDEX events_tenant_target ON events (tenant_id, target_id, occurred_at)",
-        "CREATE INDEX events_tenant_outcome ON events (tenant_id, outcome, occurred_at)",
+        "CREATE INDEX IF NOT EXISTS events_tenant_target ON events (tenant_id, target_id, occurred_at)",
+        "CREATE INDEX IF NOT EXISTS events_tenant_outcome ON events (tenant_id, outcome, occurred_at)",
     ],
     "postgres": [
-        "CREATE INDEX sealog_events_tenant_target ON sealog_events (tenant_id, target_id, occurred_at, seq)",
-        "CREATE INDEX sealog_events_tenant_outcome ON sealog_events (tenant_id, outcome, occurred_at, seq)",
+        "CREATE INDEX IF NOT EXISTS sealog_events_tenant_target ON sealog_events (tenant_id, target_id, occurred_at, seq)",
+        "CREATE INDEX IF NOT EXISTS sealog_events_tenant_outcome ON sealog_events (tenant_id, outcome, occurred_at, seq)",
     ],
 }
 
