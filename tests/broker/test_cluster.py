@@ -37,49 +37,49 @@ def test_a_node_stops_and_returns_while_events_flow_through_two_consumers(
     names = Names(exchange=f"cluster.events.{tag}", queue=f"cluster.q.{tag}")
     quorum = ("--queue-type", "quorum", "--batch-size", "100")
     consumers = [consumer_process(cluster.url_from(n), names, pg_url, tmp, n, *quorum).start() for n in (0, 1)]
-    log = AuditLog(broker=cluster.url, exchange=names.exchange, spool_dir=tmp / "spool")
-    ids: list[str] = []
-    stop = threading.Event()
-
-    def flow() -> None:  # about 400 events/s, four tenants interleaved
-        i = 0
-        while not stop.is_set():
-            ids.extend(log.emit(tenant_id=TENANTS[j % len(TENANTS)], action="auth.login",
-                                actor=("user", f"u-{j}"), metadata={"j": j}) for j in range(i, i + 20))
-            i += 20
-            time.sleep(0.05)
-
-    emitter = threading.Thread(target=flow, daemon=True)
-    emitter.start()
     try:
-        wait_for(lambda: pg_rows(pg_url)[0] >= 1000, timeout=120, what="events flowing through the cluster")
-        wait_for(lambda: replicated(cluster, names.queue), timeout=60, what="the quorum queue on all three nodes")
-        cluster.stop(0)
-        emitted_before_stop = len(ids)
+        log = AuditLog(broker=cluster.url, exchange=names.exchange, spool_dir=tmp / "spool")
+        ids: list[str] = []
+        stop = threading.Event()
+
+        def flow() -> None:  # about 400 events/s, four tenants interleaved
+            i = 0
+            while not stop.is_set():
+                ids.extend(log.emit(tenant_id=TENANTS[j % len(TENANTS)], action="auth.login",
+                                    actor=("user", f"u-{j}"), metadata={"j": j}) for j in range(i, i + 20))
+                i += 20
+                time.sleep(0.05)
+
+        emitter = threading.Thread(target=flow, daemon=True)
+        emitter.start()
         try:
-            wait_for(lambda: pg_rows(pg_url)[0] >= emitted_before_stop + 1000, timeout=120,
-                     what="events emitted after node 0 stopped to be stored without it")
-        except BaseException:
-            print("queues:", cluster.queues(), "\nconsumers:", [c.stats() for c in consumers], "\nlog:", log.stats())
-            raise
-        assert cluster.nodes[0].process is None  # still away: the other two nodes did it
-        wait_for(lambda: consumers[0].stats().get("reconnects", 0) >= 1, timeout=60,
-                 what="the consumer of node 0 to reconnect to another node")
-        cluster.start(0)
-        back = len(ids)
-        wait_for(lambda: pg_rows(pg_url)[0] >= back + 1000, timeout=120, what="events after node 0 returned")
-        stop.set()
-        emitter.join(10)
-        assert log.flush(timeout=120), log.stats()
-    finally:
-        stop.set()
-        emitter.join(10)
-        log.close()
-    try:
+            wait_for(lambda: pg_rows(pg_url)[0] >= 1000, timeout=120, what="events flowing through the cluster")
+            wait_for(lambda: replicated(cluster, names.queue), timeout=60, what="the quorum queue on all three nodes")
+            cluster.stop(0)
+            emitted_before_stop = len(ids)
+            try:
+                wait_for(lambda: pg_rows(pg_url)[0] >= emitted_before_stop + 1000, timeout=120,
+                         what="events emitted after node 0 stopped to be stored without it")
+            except BaseException:
+                print("queues:", cluster.queues(), "\nconsumers:", [c.stats() for c in consumers], "\nlog:", log.stats())
+                raise
+            assert cluster.nodes[0].process is None  # still away: the other two nodes did it
+            wait_for(lambda: consumers[0].stats().get("reconnects", 0) >= 1, timeout=60,
+                     what="the consumer of node 0 to reconnect to another node")
+            cluster.start(0)
+            back = len(ids)
+            wait_for(lambda: pg_rows(pg_url)[0] >= back + 1000, timeout=120, what="events after node 0 returned")
+            stop.set()
+            emitter.join(10)
+            assert log.flush(timeout=120), log.stats()
+        finally:
+            stop.set()
+            emitter.join(10)
+            log.close()
         wait_for(lambda: pg_rows(pg_url)[0] >= len(ids), timeout=120, what="every event in PostgreSQL")
         time.sleep(1)  # a late redelivery would show as a second row (it must not)
         assert_exactly_once_and_verified(pg_url, ids)
         assert all(c.stats()["stored"] > 0 for c in consumers)
-    finally:
+    finally:  # whatever failed: no consumer outlives the test
         for c in consumers:
             c.kill_all()
