@@ -11,38 +11,20 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from sealog import AuditLog
 from sealog.server.app import create_app
 from sealog.server.guard import Limits, server_config
 from sealog.server.keys import KeyStore
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.fixtures.liveserver import serving as live
 
 
 @contextmanager
 def serving(log: AuditLog, keys: KeyStore, limits: Limits) -> Iterator[str]:
     """The service as `sealog serve` runs it (same uvicorn config), in a thread."""
-    port = free_port()
-    server = uvicorn.Server(server_config(create_app(log, keys, limits=limits), "127.0.0.1", port, limits,
-                                          log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive(), "uvicorn stopped"
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(20)
+    with live(create_app(log, keys, limits=limits),
+              lambda app, port: server_config(app, "127.0.0.1", port, limits, log_level="warning")) as url:
+        yield url
 
 
 @pytest.fixture
