@@ -58,6 +58,19 @@ def default_spool_dir(url: str) -> Path:
     return state / "sealog" / f"spool-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
 
 
+def _events_per_message(given: int | None) -> int:
+    """The broker's events per message: the argument, else ``SEALOG_EVENTS_PER_MESSAGE``, else 1."""
+    from .broker.publisher import check_events_per_message
+
+    if given is not None:
+        return check_events_per_message(given)
+    text = os.environ.get("SEALOG_EVENTS_PER_MESSAGE", "1").strip()
+    try:
+        return check_events_per_message(int(text))
+    except ValueError:
+        raise ValueError(f"SEALOG_EVENTS_PER_MESSAGE={text!r}: a whole number from 1 to 1000") from None
+
+
 class AuditLog(AbstractContextManager["AuditLog"]):
     """Records audit events durably and cheaply; see the README for the whole API."""
 
@@ -68,6 +81,7 @@ class AuditLog(AbstractContextManager["AuditLog"]):
         store: Store | None = None,
         broker: str | None = None,
         exchange: str = "sealog.events",
+        events_per_message: int | None = None,
         spool_dir: str | os.PathLike[str] | None = None,
         source: str | None = None,
         redactor: Redactor = DEFAULT_REDACTOR,
@@ -82,6 +96,7 @@ class AuditLog(AbstractContextManager["AuditLog"]):
         self.url = store.url if store is not None else resolve_url(url)
         self.store: Store | None = store
         broker = broker or os.environ.get("SEALOG_BROKER_URL")
+        per_message = _events_per_message(events_per_message) if broker else 1
         in_process = store is not None or self.url.startswith("memory:")
         mode = writer or os.environ.get("SEALOG_WRITER") or ("thread" if in_process else "process")
         if mode not in ("process", "thread"):
@@ -93,11 +108,11 @@ class AuditLog(AbstractContextManager["AuditLog"]):
             self.store = open_store(self.url)  # opens lazily: reads, and the thread writer
         sink: LineSink
         if mode == "process":
-            sink = ProcessSink(["broker", broker, exchange] if broker else ["store", self.url])
+            sink = ProcessSink(["broker", broker, exchange, str(per_message)] if broker else ["store", self.url])
         elif broker:
             from .broker.publisher import Publisher
 
-            sink = Publisher(broker, exchange=exchange)
+            sink = Publisher(broker, exchange=exchange, events_per_message=per_message)
         else:
             assert self.store is not None
             sink = LocalSink(self.store)

@@ -1,4 +1,4 @@
-"""The writer process: ``python -m sealog._worker store URL`` or ``... broker URL EXCHANGE``.
+"""The writer process: ``python -m sealog._worker store URL`` or ``... broker URL EXCHANGE [PER_MESSAGE]``.
 
 Started by ProcessSink; speaks its frame protocol on stdin/stdout; exits at EOF.
 """
@@ -21,7 +21,7 @@ def open_sink(args: list[str]) -> LineSink:
     if kind == "broker":
         from .broker.publisher import Publisher
 
-        return Publisher(target, exchange=args[2])
+        return Publisher(target, exchange=args[2], events_per_message=int(args[3]) if len(args) > 3 else 1)
     from .stores import open_store
 
     return LocalSink(open_store(target))

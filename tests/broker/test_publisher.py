@@ -207,3 +207,34 @@ def test_after_a_nack_the_publisher_starts_a_fresh_connection_and_resends_only_t
     finally:
         publisher.close()
     assert sorted(first + second) == sorted(e.event_id for e in events)
+
+
+def test_after_a_nack_only_the_refused_packed_messages_go_again(rabbit_url: str, names: Names, amqp: Any) -> None:
+    """Packed (events_per_message=2), a nacked message's events are the ones sent again, and only those."""
+    from sealog import StoreUnavailable
+    from sealog._event import decode
+    from sealog.broker.publisher import Publisher
+
+    amqp.exchange_declare(names.exchange, exchange_type="topic", durable=True)
+    amqp.queue_declare(names.queue, exclusive=True, arguments={"x-max-length": 2, "x-overflow": "reject-publish"})
+    amqp.queue_bind(names.queue, names.exchange, routing_key="auth.*")
+    events = [decode(line) for line in batch_lines(6, unbound_at=-1)][:6]  # three messages of two
+    publisher = Publisher(rabbit_url, exchange=names.exchange, events_per_message=2)
+    try:
+        with pytest.raises(StoreUnavailable, match="nacked"):
+            publisher.write(events)
+        first = [json.loads(body) for body in drain_bodies(amqp, names.queue)]
+        assert [len(message) for message in first] == [2, 2]
+        assert publisher.write(events) == 6
+        second = [json.loads(body) for body in drain_bodies(amqp, names.queue)]
+    finally:
+        publisher.close()
+    assert [[e["event_id"] for e in message] for message in second] == [[e.event_id for e in events[4:]]]
+    assert sorted(e["event_id"] for message in first + second for e in message) == sorted(e.event_id for e in events)
+
+
+def drain_bodies(amqp: Any, queue: str) -> list[bytes]:
+    bodies = []
+    while (got := amqp.basic_get(queue, auto_ack=True))[0] is not None:
+        bodies.append(got[2])
+    return bodies

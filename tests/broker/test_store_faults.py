@@ -109,6 +109,24 @@ def test_a_refused_message_is_dead_lettered_and_its_batch_mates_stored(
     assert _waiting(amqp, names.queue) == 0  # all acked: nothing came back to the queue at stop
 
 
+def test_a_refused_batch_element_is_dead_lettered_alone(
+        running: tuple[Consumer, threading.Thread], amqp: Any, names: Names, database: Database) -> None:
+    """In a batch message, the element the store refused goes to Q.dead by itself (x-sealog-index);
+    its batch mates are stored once, and the message is acked."""
+    consumer, thread = running
+    elements = [sealog_body("good.a"), sealog_body(REFUSED), sealog_body("good.b"), sealog_body("good.c")]
+    publish(amqp, names.exchange, [("good.a", b"[" + b",".join(elements) + b"]")])
+    wait_for(lambda: len(database.actions()) == 3, what="the three stored")
+    _, props, body = wait_for(lambda: (got := amqp.basic_get(names.dead, auto_ack=True))[0] and got,
+                              what="the dead letter")
+    assert body == elements[1]
+    assert props.headers["x-sealog-index"] == 1
+    assert "the store refused it" in props.headers["x-sealog-reason"]
+    _stop(consumer, thread)
+    assert database.actions() == ["good.a", "good.b", "good.c"]
+    assert _waiting(amqp, names.queue) == 0
+
+
 def test_an_outage_holds_every_batch_unacked_until_the_store_is_back(
         running: tuple[Consumer, threading.Thread], amqp: Any, names: Names, database: Database) -> None:
     """Batches wait (one in the store thread, the next in hand) without acks or dead letters, then all land once."""

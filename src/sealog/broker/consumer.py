@@ -56,7 +56,7 @@ from .._errors import EventRejected, StoreUnavailable
 from .._event import Event
 from .._isolate import Unproven, isolate
 from ..stores import Store
-from .envelopes import Poison, to_event
+from .envelopes import Part, Poison, part_message_id, parts, to_event
 from .publisher import broker_urls, connection_parameters
 
 _jitter = random.Random()  # leaves the global random state alone
@@ -121,6 +121,8 @@ class Counts:
     """The health signal: logged every interval and written to the stats file."""
 
     received: int = 0
+    """Messages; ``events`` counts the events in them (more, with batch messages)."""
+    events: int = 0
     stored: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
@@ -155,8 +157,15 @@ class Delivery(NamedTuple):
         return count if isinstance(count, int) and not isinstance(count, bool) else 0
 
 
-Refused = list[tuple[Delivery, str]]
-"""Messages the store refused alone (proven by a stored sibling), with the reason."""
+class Item(NamedTuple):
+    """One event's origin: its message, and its body there (the whole body, or a batch element)."""
+
+    delivery: Delivery
+    part: Part
+
+
+Refused = list[tuple[Item, str]]
+"""Events the store refused alone (proven by a stored sibling), with the reason."""
 
 
 class InFlight(NamedTuple):
@@ -417,15 +426,24 @@ class Consumer:
         during an outage): both stay unacked, so the broker redelivers them.
         """
         settings = self.settings
-        good: list[tuple[Delivery, Event]] = []
+        good: list[tuple[Item, Event]] = []
         for delivery in batch:
+            message_id = delivery.properties.message_id
             try:
-                event = to_event(delivery.body, default_tenant=settings.default_tenant,
-                                 message_id=delivery.properties.message_id)
+                found = parts(delivery.body)
             except Poison as exc:
                 self._dead_letter(delivery, str(exc))
                 continue
-            good.append((delivery, event))
+            self.counts.events += len(found)
+            for part in found:
+                try:
+                    event = to_event(part.body, default_tenant=settings.default_tenant,
+                                     message_id=part_message_id(message_id, delivery.body, part))
+                except Poison as exc:
+                    where = "" if part.position is None else f"element {part.position}: "
+                    self._dead_letter(delivery, f"{where}{exc}", part)
+                    continue
+                good.append((Item(delivery, part), event))
         if not self._settle():
             return False
         result = self._writer.submit(self._store, good)
@@ -454,14 +472,14 @@ class Consumer:
             return False
         if inflight.channel is not self._channel:  # read on a lost connection: redelivered, not acked
             return True
-        for delivery, reason in refused:
-            self._dead_letter(delivery, f"the store refused it: {reason}")
+        for item, reason in refused:
+            self._dead_letter(item.delivery, f"the store refused it: {reason}", item.part)
         self._channel.basic_ack(inflight.last_tag, multiple=True)
         self.counts.batches += 1
         self.counts.last_batch_at = timefmt.now()
         return True
 
-    def _store(self, pairs: Sequence[tuple[Delivery, Event]]) -> tuple[bool, Refused]:
+    def _store(self, pairs: Sequence[tuple[Item, Event]]) -> tuple[bool, Refused]:
         """In the store thread: write; retry outages; name what the store refused for that message alone.
 
         The same rule as the writer (``_isolate``): a refusal is a message's fault only once a
@@ -481,7 +499,7 @@ class Consumer:
                 delay = min(delay * 2, BACKOFF_CAP)
         return True, refused
 
-    def _write_retrying(self, pairs: Sequence[tuple[Delivery, Event]]) -> bool:
+    def _write_retrying(self, pairs: Sequence[tuple[Item, Event]]) -> bool:
         """One store write, retrying outages (and unclassified errors) with backoff."""
         delay = BACKOFF_START
         while True:
@@ -510,20 +528,27 @@ class Consumer:
             return False
         return True
 
-    def _dead_letter(self, delivery: Delivery, reason: str) -> None:
-        """Publish a copy with the reason, confirmed, before the original is acked."""
+    def _dead_letter(self, delivery: Delivery, reason: str, part: Part | None = None) -> None:
+        """Publish a copy with the reason, confirmed, before the original is acked.
+
+        A batch element goes alone (its own body, its position in ``x-sealog-index``):
+        its batch mates were stored, and a copy of them would be a second delivery.
+        """
         import pika
 
         props = delivery.properties
+        body = delivery.body
         headers = {**(props.headers or {}), REASON_HEADER: reason[:1000],
                    "x-sealog-queue": self.settings.queue, "x-sealog-exchange": delivery.exchange,
                    "x-sealog-routing-key": delivery.routing_key}
+        if part is not None and part.position is not None:
+            body, headers["x-sealog-index"] = part.body, part.position
         copy = pika.BasicProperties(
             content_type=props.content_type, content_encoding=props.content_encoding,
             headers=headers, delivery_mode=2, message_id=props.message_id,
             correlation_id=props.correlation_id, timestamp=props.timestamp, type=props.type,
             app_id=props.app_id)
-        self._dl_channel.basic_publish(self.settings.dead_letter, delivery.routing_key, delivery.body, copy)
+        self._dl_channel.basic_publish(self.settings.dead_letter, delivery.routing_key, body, copy)
         self.counts.dead_lettered += 1
         log.warning("sealog consume: dead-lettered a message (routing key %r): %s",
                     delivery.routing_key, reason)

@@ -1,5 +1,9 @@
 """Message bodies to events: sealog event JSON, CloudEvents 1.0, and domain events.
 
+A body is one event, or a JSON array of them (a batch: what sealog's publisher sends with
+``events_per_message`` above 1); ``parts`` splits it, and each element is checked alone,
+so one bad element is dead-lettered by itself and its batch mates are stored.
+
 Every body becomes emit's keyword arguments and then passes through the one preparation
 pipeline (``Preparer``), so the broker path cannot store an event that ``AuditLog.emit``
 would have refused, nor a secret that emit would have scrubbed.
@@ -11,7 +15,7 @@ import hashlib
 import re
 import uuid
 from itertools import accumulate
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
 
@@ -43,6 +47,47 @@ _CHUNK: Final = 1 << 16
 
 class Poison(ValueError):
     """A message that cannot become an event; its text is the dead-letter reason."""
+
+
+class Part(NamedTuple):
+    """One event's body within a message."""
+
+    body: bytes
+    position: int | None
+    """Its position in a batch (a JSON array body); None for a one-event body."""
+
+
+_split = msgspec.json.Decoder(list[msgspec.Raw]).decode
+
+
+def parts(body: bytes) -> list[Part]:
+    """The event bodies a message carries: itself, or each element of a JSON array.
+
+    Only an array body is looked into here (its size and nesting checked first, as
+    ``to_event`` does); a broken array is the whole message's Poison.
+    """
+    if body[:1] != b"[" and body.lstrip()[:1] != b"[":
+        return [Part(body, None)]
+    if len(body) > MAX_MESSAGE_BYTES:
+        raise Poison(f"body of {len(body)} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")
+    if too_deep(body, MAX_NESTING + 1):
+        raise Poison(f"body nests deeper than {MAX_NESTING} levels")
+    try:
+        elements = _split(body)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise Poison(f"body is not JSON: {exc}") from None
+    if not elements:
+        raise Poison("body is an empty JSON array: a batch with no events")
+    return [Part(bytes(raw), index) for index, raw in enumerate(elements)]
+
+
+def part_message_id(message_id: str | None, body: bytes, part: Part) -> str | None:
+    """What ``to_event`` takes as the message's id for one part: a batch element without an
+    event_id gets one from the message (its id, else its body) and its position, the same
+    on every redelivery, and never its batch mate's."""
+    if part.position is None:
+        return message_id
+    return f"{message_id or derived_id(body)}#{part.position}"
 
 
 def too_deep(body: bytes, limit: int = MAX_NESTING) -> bool:

@@ -22,6 +22,13 @@ A cluster is one URL with several hosts, ``amqp://user:pass@h1:5672,h2:5672,h3:5
 The publisher stays on the node that works; when its connection breaks it tries the
 others in turn, and the messages the lost node never confirmed are published again (the
 consumer's idempotent store turns a copy into nothing).
+
+``events_per_message`` above 1 packs up to that many events of one routing key into one
+message, a JSON array of the events (``sealog consume`` reads either form). Per message,
+RabbitMQ and pika at both ends cost more than storing the event: packing 25 roughly
+doubles what one consumer stores a second (``bench/bench_broker.py``). The default stays
+one event per message, the form other consumers of the exchange may expect. Events of
+one routing key keep their order; a batch's messages go out grouped by routing key.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
@@ -46,12 +53,28 @@ CONFIRM_TIMEOUT: Final = 30.0
 """A broker that neither confirms nor fails within this counts as down (e.g. a disk alarm)."""
 REMEMBER_CAP: Final = 100_000
 """Confirmed keys kept for retries; past this, forgetting costs duplicates, never losses."""
+MAX_EVENTS_PER_MESSAGE: Final = 1000
+PACKED_BYTES: Final = 512 * 1024
+"""A packed message stops growing here, well under the consumer's 1 MiB limit per body."""
 
 _encode = msgspec.json.Encoder().encode
 _decode_batch = msgspec.json.Decoder(list[Event]).decode
 _decode = msgspec.json.Decoder(Event).decode
 Key = tuple[str, str]
 """(tenant_id, event_id): the idempotency key of an event."""
+
+
+class Message(NamedTuple):
+    body: bytes
+    positions: list[int]
+    """The events it carries, as positions in the batch."""
+
+
+def check_events_per_message(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_EVENTS_PER_MESSAGE:
+        raise ValueError(f"events_per_message must be a whole number from 1 to {MAX_EVENTS_PER_MESSAGE}, "
+                         f"not {value!r}")
+    return value
 
 
 def broker_urls(url: str) -> list[str]:
@@ -87,9 +110,10 @@ def connection_parameters(url: str) -> Any:
 class Publisher:
     """A writer Sink that publishes to a durable topic exchange with publisher confirms."""
 
-    def __init__(self, url: str, *, exchange: str = DEFAULT_EXCHANGE) -> None:
+    def __init__(self, url: str, *, exchange: str = DEFAULT_EXCHANGE, events_per_message: int = 1) -> None:
         self.url = url
         self.exchange = exchange
+        self.events_per_message = check_events_per_message(events_per_message)
         self.published = 0
         self._nodes = [connection_parameters(node) for node in broker_urls(url)]
         self._node = 0  # the node in use, kept while it works
@@ -210,42 +234,68 @@ class Publisher:
         self._returned.clear()
         self._nacked.clear()
         first = self._sent + 1
-        bodies = [_encode(event) for event in events]
+        messages = self._pack(events)
         # One properties object, its message_id set per message: basic_publish encodes the
         # frames before it returns, so nothing refers to the object afterwards.
         props = pika.BasicProperties(content_type="application/json", delivery_mode=2)
         publish, exchange = channel.basic_publish, self.exchange
         try:
-            for event, body in zip(events, bodies, strict=True):
-                props.message_id = event.event_id
-                publish(exchange, event.action, body, props, mandatory=True)
+            for body, positions in messages:
+                lead = events[positions[0]]
+                props.message_id = lead.event_id
+                publish(exchange, lead.action, body, props, mandatory=True)
                 self._sent += 1
         except Exception as exc:  # the channel or connection closed under us
-            self._remember(events, bodies, first)
+            self._remember(events, messages, first)
             self._fail(f"publish failed: {type(exc).__name__}: {exc}")
         last = self._sent
         try:
             self._wait(lambda: self._confirmed >= last, CONFIRM_TIMEOUT)
         except StoreUnavailable:
-            self._remember(events, bodies, first)
+            self._remember(events, messages, first)
             raise
         if self._nacked:  # e.g. a quorum queue between leaders: only the refused ones go again
-            self._remember(events, bodies, first)
+            self._remember(events, messages, first)
             # On a fresh channel: RabbitMQ 3.10 kept nacking a channel's publishes to a quorum queue
             # whose leader was on a node that stopped, after a new leader was elected (test_cluster).
             self.close()
-            raise StoreUnavailable(f"the broker refused (nacked) {len(self._nacked)} of {len(events)} messages; "
+            raise StoreUnavailable(f"the broker refused (nacked) {len(self._nacked)} of {len(messages)} messages; "
                                    "they will be published again")
-        self.published += len(events) - len(self._returned)
-        return _positions(bodies, self._returned)
+        bodies = [message.body for message in messages]
+        returned = sorted(i for m in _positions(bodies, self._returned) for i in messages[m].positions)
+        self.published += len(events) - len(returned)
+        return returned
 
-    def _remember(self, events: Sequence[Event], bodies: list[bytes], first: int) -> None:
-        """Before failing: keep the keys of the messages the broker did confirm (and route)."""
-        returned = set(_positions(bodies, self._returned))
+    def _pack(self, events: Sequence[Event]) -> list[Message]:
+        """One message per event, or (``events_per_message``) JSON arrays of one routing key's events."""
+        if self.events_per_message == 1:
+            return [Message(_encode(event), [i]) for i, event in enumerate(events)]
+        by_key: dict[str, list[int]] = {}
         for i, event in enumerate(events):
-            tag = first + i
-            if (tag <= self._confirmed or tag in self._singles) and tag not in self._nacked and i not in returned:
-                self._already.add((event.tenant_id, event.event_id))
+            by_key.setdefault(event.action, []).append(i)
+        messages: list[Message] = []
+        for positions in by_key.values():
+            bodies: list[bytes] = []
+            taken: list[int] = []
+            size = 0
+            for i in positions:
+                body = _encode(events[i])
+                if taken and (len(taken) == self.events_per_message or size + len(body) > PACKED_BYTES):
+                    messages.append(_packed(bodies, taken))
+                    bodies, taken, size = [], [], 0
+                bodies.append(body)
+                taken.append(i)
+                size += len(body) + 1
+            messages.append(_packed(bodies, taken))
+        return messages
+
+    def _remember(self, events: Sequence[Event], messages: list[Message], first: int) -> None:
+        """Before failing: keep the keys of the messages the broker did confirm (and route)."""
+        returned = set(_positions([m.body for m in messages], self._returned))
+        for m, message in enumerate(messages):
+            tag = first + m
+            if (tag <= self._confirmed or tag in self._singles) and tag not in self._nacked and m not in returned:
+                self._already.update((events[i].tenant_id, events[i].event_id) for i in message.positions)
 
     def _connected(self) -> Any:
         """The open channel; after a failure, each node in turn from the one that worked last."""
@@ -357,6 +407,11 @@ class Publisher:
 
     def _on_return(self, _channel: Any, _method: Any, _properties: Any, body: bytes) -> None:
         self._returned.append(body)
+
+
+def _packed(bodies: list[bytes], positions: list[int]) -> Message:
+    """A lone event goes as its own object, the form of a one-event message."""
+    return Message(bodies[0] if len(bodies) == 1 else b"[" + b",".join(bodies) + b"]", positions)
 
 
 def _positions(bodies: list[bytes], returned: list[bytes]) -> list[int]:
