@@ -184,15 +184,18 @@ def test_consumers_on_one_host_each_get_their_own_stats_and_attempts_files(rabbi
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("per_message", [1, 10])
 def test_three_competing_consumers_keep_every_chain_gap_free(rabbit_url: str, names: Names, pg_url: str,
-                                                             tmp_path: Path) -> None:
+                                                             tmp_path: Path, per_message: int) -> None:
     """Three ``sealog consume`` processes on one queue, small batches, four tenants interleaved: every
-    event is stored exactly once, every consumer stored some, and every chain verifies without a gap."""
+    event is stored exactly once, every consumer stored some, and every chain verifies without a gap;
+    also with the events packed ten to a message."""
     consumers = [consumer_process(rabbit_url, names, pg_url, tmp_path, n, "--batch-size", "40",
                                   "--batch-delay", "5", "--prefetch", "80").start() for n in range(3)]
     try:
         total = 6000
-        with AuditLog(broker=rabbit_url, exchange=names.exchange, spool_dir=tmp_path / "spool") as log:
+        with AuditLog(broker=rabbit_url, exchange=names.exchange, spool_dir=tmp_path / "spool",
+                      events_per_message=per_message) as log:
             ids = [log.emit(tenant_id=TENANTS[i % len(TENANTS)], action="auth.login", actor=("user", f"u-{i}"),
                             metadata={"i": i}) for i in range(total)]
             assert log.flush(timeout=120), log.stats()
