@@ -28,7 +28,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +43,14 @@ from bench_emit import BATCH_SIZE, logging_runner, sample_rows, sealog_runner, s
 from common import (
     Bar,
     Contender,
+    Match,
+    cpu_per_event,
+    cpu_seconds,
     event_kwargs,
     header,
     interleaved,
     median,
+    parent_pid,
     parser,
     quantile,
     table,
@@ -120,32 +123,6 @@ def bare_done(proc: subprocess.Popen[str]) -> tuple[float, float]:
     line = proc.stdout.readline()
     proc.wait(60)
     return float(line.split()[1]), float(line.split()[2])
-
-
-_TICKS = os.sysconf("SC_CLK_TCK")
-Match = Callable[[int, str], bool]
-
-
-def cpu_seconds(groups: dict[str, Match]) -> dict[str, float]:
-    """CPU seconds (user + system) of the running processes, summed per group (pid, command line)."""
-    totals = dict.fromkeys(groups, 0.0)
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            command = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            stat = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
-        except OSError:  # gone meanwhile
-            continue
-        for name, match in groups.items():
-            if match(int(entry), command):
-                totals[name] += (int(stat[11]) + int(stat[12])) / _TICKS
-                break
-    return totals
-
-
-def cpu_per_event(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
-    return {name: (after[name] - before[name]) / n * 1e6 for name in before}
 
 
 def publish_async(url: str, exchange: str, bodies: list[tuple[str, bytes]]) -> None:
@@ -241,18 +218,11 @@ def process_groups(rabbit: Any, consumer: int | None, database: str) -> dict[str
     me = os.getpid()
     return {
         PROCESSES[0]: lambda pid, _cmd: pid == me,
-        PROCESSES[1]: lambda pid, cmd: "sealog._worker" in cmd and _parent(pid) == str(me),
+        PROCESSES[1]: lambda pid, cmd: "sealog._worker" in cmd and parent_pid(pid) == str(me),
         PROCESSES[2]: lambda _pid, cmd: str(rabbit.root) in cmd,
         PROCESSES[3]: lambda pid, _cmd: pid == consumer,
         PROCESSES[4]: lambda _pid, cmd: cmd.startswith("postgres:") and f" {database} " in cmd,
     }
-
-
-def _parent(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1]
-    except OSError:
-        return ""
 
 
 Cpu = list[dict[str, float]]

@@ -13,6 +13,7 @@ One server (Debian's PostgreSQL, fsync on, loopback), one run:
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
@@ -25,7 +26,19 @@ import psycopg
 from msgspec.structs import astuple
 from psycopg import sql
 
-from common import Bar, event_kwargs, header, parser, table, temp_dir, verdict
+from common import (
+    Bar,
+    Match,
+    cpu_per_event,
+    cpu_seconds,
+    event_kwargs,
+    header,
+    parent_pid,
+    parser,
+    table,
+    temp_dir,
+    verdict,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.fixtures.pgserver import PgServer, remove_server, start_server
@@ -52,16 +65,43 @@ def fresh_db(server: PgServer, name: str) -> str:
     return url
 
 
-def run_sealog(url: str, spool: Path, n: int) -> tuple[float, list[Event]]:
+SEARCH_INDEXES = ("sealog_events_tenant_time", "sealog_events_tenant_action", "sealog_events_tenant_actor",
+                  "sealog_events_request", "sealog_events_correlation", "sealog_events_tenant_target",
+                  "sealog_events_tenant_outcome", "sealog_events_tenant_event")
+"""What the queries use; the write path reads only (tenant_id, seq) and sealog_event_ids."""
+PROCESSES = ("emitting process", "writer process", "PostgreSQL backend", "PostgreSQL other (WAL writer, ...)")
+
+
+def process_groups(database: str) -> dict[str, Match]:
+    me = str(os.getpid())
+    return {
+        PROCESSES[0]: lambda pid, _cmd: str(pid) == me,
+        PROCESSES[1]: lambda pid, cmd: "sealog._worker" in cmd and parent_pid(pid) == me,
+        PROCESSES[2]: lambda _pid, cmd: cmd.startswith("postgres:") and f" {database} " in cmd,
+        PROCESSES[3]: lambda _pid, cmd: cmd.startswith("postgres:"),
+    }
+
+
+def run_sealog(url: str, spool: Path, n: int) -> tuple[float, list[Event], dict[str, float]]:
+    groups = process_groups(url.rsplit("/", 1)[1])
     with AuditLog(url, spool_dir=spool) as log:
         assert log.flush(60)  # writer process started and migrated before the clock runs
+        before = cpu_seconds(groups)
         started = time.perf_counter()
         for i in range(n):
             log.emit(**event_kwargs(i))
         assert log.flush(600)
         elapsed = time.perf_counter() - started
+        cpu = cpu_per_event(before, cpu_seconds(groups), n)
         events = [e for t in ("acme", "globex", "initech", "umbrella") for e in log.iter_events(t)]
-    return n / elapsed, events
+    return n / elapsed, events, cpu
+
+
+def without_search_indexes(url: str) -> str:
+    with psycopg.connect(url) as conn:
+        for name in SEARCH_INDEXES:
+            conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+    return url
 
 
 def hand_written_db(server: PgServer, name: str) -> str:
@@ -74,16 +114,22 @@ def hand_written_db(server: PgServer, name: str) -> str:
     return url
 
 
-def run_copy(url: str, rows: list[tuple[Any, ...]], table: str = "sealog_events") -> float:
+def run_copy(url: str, rows: list[tuple[Any, ...]], table: str = "sealog_events",
+             cpu: dict[str, float] | None = None) -> float:
     columns = sql.SQL(", ").join(sql.Identifier(f) for f in FIELDS)
+    groups = process_groups(url.rsplit("/", 1)[1])
     with psycopg.connect(url) as conn:
+        before = cpu_seconds(groups)
         started = time.perf_counter()
         for start in range(0, len(rows), BATCH):
             with conn.transaction(), conn.cursor() as cur, \
                     cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(table), columns)) as copy:
                 for row in rows[start:start + BATCH]:
                     copy.write_row(row)
-        return len(rows) / (time.perf_counter() - started)
+        rate = len(rows) / (time.perf_counter() - started)
+        if cpu is not None:
+            cpu.update(cpu_per_event(before, cpu_seconds(groups), len(rows)))
+        return rate
 
 
 def run_naive(url: str, rows: list[tuple[Any, ...]]) -> float:
@@ -151,14 +197,19 @@ def main() -> int:
     server = start_server(fsync=True)
     try:
         with temp_dir() as tmp:
-            sealog_rates, copy_rates, schema_rates = [], [], []
+            sealog_rates, copy_rates, schema_rates, bare_rates = [], [], [], []
+            sealog_cpu: list[dict[str, float]] = []
+            hand_cpu: list[dict[str, float]] = []
             rows: list[tuple[Any, ...]] = []
             for round_no in range(3):
-                rate, events = run_sealog(fresh_db(server, f"s{round_no}"), tmp / f"spool{round_no}", n)
+                rate, events, cpu = run_sealog(fresh_db(server, f"s{round_no}"), tmp / f"spool{round_no}", n)
                 sealog_rates.append(rate)
+                sealog_cpu.append(cpu)
                 rows = sealed_rows(events)
-                copy_rates.append(run_copy(hand_written_db(server, f"h{round_no}"), rows, "hand_events"))
+                hand_cpu.append({})
+                copy_rates.append(run_copy(hand_written_db(server, f"h{round_no}"), rows, "hand_events", hand_cpu[-1]))
                 schema_rates.append(run_copy(fresh_db(server, f"c{round_no}"), rows))
+                bare_rates.append(run_copy(without_search_indexes(fresh_db(server, f"b{round_no}")), rows))
             naive = run_naive(fresh_db(server, "naive"), rows[:naive_n])
         latency = query_latency(server, big, 50)
     finally:
@@ -173,7 +224,17 @@ def main() -> int:
                                  ("hand-written COPY: PK + (tenant_id, seq) only (median of 3)",
                                   statistics.median(copy_rates)),
                                  ("COPY into sealog's schema, no sealing (median of 3)", statistics.median(schema_rates)),
+                                 ("  the same without its eight search indexes (median of 3)",
+                                  statistics.median(bare_rates)),
                                  ("one INSERT per event, autocommit", naive)])
+    hand = statistics.median(copy_rates)
+    rows_cpu = [(name, statistics.median(c[name] for c in sealog_cpu),
+                 statistics.median(c[name] for c in hand_cpu) if name != PROCESSES[1] else "-") for name in PROCESSES]
+    total = sum(statistics.median(c[name] for c in sealog_cpu) for name in PROCESSES)
+    rows_cpu.append(("total", total, sum(statistics.median(c[name] for c in hand_cpu) for name in PROCESSES)))
+    table(("process", "sealog CPU µs/event", "hand-written COPY CPU µs/event"), rows_cpu)
+    print(f"CPU budget at the bar (0.5 x {hand:,.0f}/s on {os.cpu_count()} cores): "
+          f"{(os.cpu_count() or 1) / (0.5 * hand) * 1e6:.0f} µs/event; sealog's total above: {total:.0f} µs/event")
     table(("query", "median ms"), [(f"one tenant, one action, last day, of {big:,} events", latency)])
     return verdict([
         Bar("sealog / hand-written COPY (median of rounds)", statistics.median(ratios), 0.5, 0.8, True),

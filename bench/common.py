@@ -198,3 +198,38 @@ def verdict(bars: Sequence[Bar], check: bool) -> int:
         print(f"--check: bar missed: {', '.join(missed)}", file=sys.stderr)
         return 1
     return 0
+
+
+# -- CPU per process ---------------------------------------------------------------------
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+Match = Callable[[int, str], bool]
+
+
+def cpu_seconds(groups: dict[str, Match]) -> dict[str, float]:
+    """CPU seconds (user + system) of the running processes, summed per group (pid, command line)."""
+    totals = dict.fromkeys(groups, 0.0)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            command = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stat = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
+        except OSError:  # gone meanwhile
+            continue
+        for name, match in groups.items():
+            if match(int(entry), command):
+                totals[name] += (int(stat[11]) + int(stat[12])) / _TICKS
+                break
+    return totals
+
+
+def cpu_per_event(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
+    return {name: (after[name] - before[name]) / n * 1e6 for name in before}
+
+
+def parent_pid(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1]
+    except OSError:
+        return ""
