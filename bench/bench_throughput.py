@@ -41,6 +41,10 @@ PROCESS = "sealog emit -> flush() returned (default writer=process)"
 THREAD = "sealog emit -> flush() returned, writer=thread"
 ALONE = "SQLiteStore.write alone (seal + insert), same batches"
 SAME = "executemany, the writer's batches, sealog's schema"
+BARE = "  the same without its seven search indexes"
+SEARCH_INDEXES = ("events_tenant_time", "events_tenant_action", "events_tenant_actor", "events_request",
+                  "events_correlation", "events_tenant_target", "events_tenant_outcome")
+"""What the queries use; the write path reads only the key (tenant_id, seq) and (tenant_id, event_id)."""
 HAND = "hand-written: executemany, PK + (tenant_id, seq) only, 1,000 a transaction (the baseline)"
 _INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * len(FIELDS))})"
 
@@ -114,12 +118,14 @@ def profile_writer(log: AuditLog) -> cProfile.Profile:
     return profiler
 
 
-def run_baseline(path: Path, rows: list[tuple[Any, ...]], batches: Sequence[int]) -> float:
+def run_baseline(path: Path, rows: list[tuple[Any, ...]], batches: Sequence[int], *, search: bool = True) -> float:
     """Seconds to insert ``rows`` in ``batches`` with bare executemany, one transaction each."""
     store = SQLiteStore(sqlite_url(path))
     store.migrate()
     store.close()
     conn = sqlite3.connect(path, isolation_level=None)
+    for name in () if search else SEARCH_INDEXES:
+        conn.execute(f"DROP INDEX {name}")
     conn.execute("PRAGMA busy_timeout = 10000")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
@@ -214,6 +220,7 @@ def main() -> int:
                 THREAD: runs["thread"].seconds,
                 ALONE: run_store_write(tmp / "write.db", unsealed(run.rows), run.batches),
                 SAME: run_baseline(tmp / "same.db", run.rows, run.batches),
+                BARE: run_baseline(tmp / "bare.db", run.rows, run.batches, search=False),
                 HAND: run_hand_written(tmp / "hand.db", run.rows),
                 f"executemany, batches of {MAX_BATCH}": run_baseline(
                     tmp / "full.db", run.rows, full_batches(n, MAX_BATCH)),
