@@ -1,6 +1,6 @@
 """Where the writer delivers spool lines: in this process, or in a writer process.
 
-Sealing and inserting cost ~10 us of Python per event. In a thread they compete with
+Sealing and inserting cost ~20 us of Python per event. In a thread they compete with
 the application for the GIL, so a busy emitter would pay for them; a ``ProcessSink``
 moves that work to a child process (the second core), and the writer thread left in
 the application only moves bytes. A ``LocalSink`` runs the same code in-process: for
