@@ -25,13 +25,23 @@ def line(i: int, action: str, **fields: Any) -> bytes:
                         occurred_at="2026-01-01T00:00:00.000000Z", **fields))
 
 
-def messages(amqp: Any, queue: str) -> list[tuple[str, str, Any]]:
-    """(routing key, message_id, decoded body) of every message in the queue, in order."""
+def messages(amqp: Any, queue: str) -> list[tuple[str, str, Any, int]]:
+    """(routing key, message_id, decoded body, body bytes) of every message in the queue, in order."""
     got = []
     while (item := amqp.basic_get(queue, auto_ack=True))[0] is not None:
         method, props, body = item
-        got.append((method.routing_key, props.message_id, json.loads(body)))
+        got.append((method.routing_key, props.message_id, json.loads(body), len(body)))
     return got
+
+
+def publish_lines(rabbit_url: str, names: Names, lines: list[bytes], per_message: int) -> tuple[int, list[int]]:
+    """Publisher.write_lines with ``events_per_message``: (added, positions rejected)."""
+    publisher = Publisher(rabbit_url, exchange=names.exchange, events_per_message=per_message)
+    try:
+        added, rejected = publisher.write_lines(lines)
+    finally:
+        publisher.close()
+    return added, [index for index, _ in rejected]
 
 
 def bind_all(amqp: Any, names: Names, pattern: str = "#") -> None:
@@ -44,50 +54,35 @@ def test_events_are_packed_per_routing_key_in_order(rabbit_url: str, names: Name
     """11 events of two actions, 5 a message: arrays of one action each, in emit order; a lone one is an object."""
     bind_all(amqp, names)
     lines = [line(i, "auth.login" if i % 2 else "content.publish") for i in range(11)]
-    publisher = Publisher(rabbit_url, exchange=names.exchange, events_per_message=5)
-    try:
-        assert publisher.write_lines(lines) == (11, [])
-    finally:
-        publisher.close()
+    assert publish_lines(rabbit_url, names, lines, 5) == (11, [])
     got = messages(amqp, names.queue)
     ids = [json.loads(raw)["event_id"] for raw in lines]
     publish_ids = [ids[i] for i in range(0, 11, 2)], [ids[i] for i in range(1, 11, 2)]
-    assert [(key, len(body) if isinstance(body, list) else "object") for key, _, body in got] == [
+    assert [(key, len(body) if isinstance(body, list) else "object") for key, _, body, _ in got] == [
         ("content.publish", 5), ("content.publish", "object"), ("auth.login", 5)]
     assert [e["event_id"] for e in got[0][2]] + [got[1][2]["event_id"]] == publish_ids[0]
     assert [e["event_id"] for e in got[2][2]] == publish_ids[1]
-    assert [message_id for _, message_id, _ in got] == [publish_ids[0][0], publish_ids[0][5], publish_ids[1][0]]
+    assert [message_id for _, message_id, _, _ in got] == [publish_ids[0][0], publish_ids[0][5], publish_ids[1][0]]
 
 
 def test_a_packed_message_stays_under_the_byte_limit(rabbit_url: str, names: Names, amqp: Any) -> None:
     """Big events start a new message before a body would pass PACKED_BYTES (the consumer takes 1 MiB)."""
     bind_all(amqp, names)
     lines = [line(i, "data.export", metadata={"blob": "x" * 60_000}) for i in range(20)]
-    publisher = Publisher(rabbit_url, exchange=names.exchange, events_per_message=100)
-    try:
-        assert publisher.write_lines(lines) == (20, [])
-    finally:
-        publisher.close()
+    assert publish_lines(rabbit_url, names, lines, 100) == (20, [])
     got = messages(amqp, names.queue)
-    assert len(got) == 3
-    assert sum(len(body) for _, _, body in got) == 20
-    assert all(len(json.dumps(body)) <= PACKED_BYTES for _, _, body in got)
+    assert [len(body) for _, _, body, _ in got] == [8, 8, 4]  # 8 x ~60 KB fit in 512 KiB, 9 would not
+    assert all(size <= PACKED_BYTES for _, _, _, size in got)
 
 
 def test_an_unroutable_key_rejects_only_its_own_events(rabbit_url: str, names: Names, amqp: Any) -> None:
     """Packed, the events of an unbound action come back by index; the bound ones are sent once."""
     bind_all(amqp, names, "auth.*")
     lines = [line(i, "billing.refund" if i in (3, 7, 8) else "auth.login") for i in range(30)]
-    publisher = Publisher(rabbit_url, exchange=names.exchange, events_per_message=10)
-    try:
-        added, rejected = publisher.write_lines(lines)
-    finally:
-        publisher.close()
-    assert added == 27
-    assert [index for index, _ in rejected] == [3, 7, 8]
+    assert publish_lines(rabbit_url, names, lines, 10) == (27, [3, 7, 8])
     got = messages(amqp, names.queue)
-    assert [len(body) for _, _, body in got] == [10, 10, 7]
-    assert sorted(e["event_id"] for _, _, body in got for e in body) == sorted(
+    assert [len(body) for _, _, body, _ in got] == [10, 10, 7]
+    assert sorted(e["event_id"] for _, _, body, _ in got for e in body) == sorted(
         json.loads(raw)["event_id"] for i, raw in enumerate(lines) if i not in (3, 7, 8))
 
 
