@@ -41,6 +41,7 @@ MAX_NESTING: Final = MAX_DEPTH + 8
 _STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*+(?:"|\Z)', re.S)
 """A JSON string, or an unterminated one up to the end: linear, never backtracks."""
 _NOT_BRACKETS: Final = bytes(range(256)).translate(None, b"[]{}")
+_NOT_QUOTES_OR_BRACKETS: Final = bytes(range(256)).translate(None, b'"[]{}')
 _STEP: Final = [1 if c in b"[{" else -1 if c in b"]}" else 0 for c in range(256)]
 _CHUNK: Final = 1 << 16
 
@@ -94,12 +95,31 @@ def too_deep(body: bytes, limit: int = MAX_NESTING) -> bool:
     """Whether JSON text nests brackets deeper than ``limit``, found without decoding it.
 
     Decoders recurse once per level; measuring first keeps hostile nesting away from them.
-    Everything runs in C (a regex, ``translate``, ``accumulate``); it stops at the first
-    chunk that goes too deep, and costs nothing for a body with few brackets.
+    Everything runs in C (``translate``, ``replace``, ``accumulate``, else a regex); it stops
+    at the first chunk that goes too deep, and costs nothing for a body with few brackets.
     """
     if body.count(b"[") + body.count(b"{") <= limit:
         return False
-    brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    return _deeper(_outside_strings(body), limit)
+
+
+def _outside_strings(body: bytes) -> bytes:
+    """The brackets of ``body`` that are not inside a JSON string, in order.
+
+    The quick way, for a body without a backslash (so every quote opens or closes a
+    string): keep only quotes and brackets, and drop each ``""``. A string holding no
+    bracket leaves exactly that pair, so no quote is left only when no string held a
+    bracket (one left-to-right pass: a pair taken across two strings strands a quote).
+    Otherwise the strings are cut out by a regex, ~25x slower on a 100-event batch.
+    """
+    if b"\\" not in body:
+        kept = body.translate(None, _NOT_QUOTES_OR_BRACKETS).replace(b'""', b"")
+        if b'"' not in kept:
+            return kept
+    return _STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+
+
+def _deeper(brackets: bytes, limit: int) -> bool:
     level = 0
     for start in range(0, len(brackets), _CHUNK):
         levels = list(accumulate(map(_STEP.__getitem__, brackets[start:start + _CHUNK]), initial=level))
