@@ -9,7 +9,9 @@
     against `--workers 1`, `2` and `4` (a fresh database each, alternating rounds), beside
     the in-process path; events/s to stored rows and each against `--workers 1`.
 (c) Single-event POST latency under 50 concurrent keep-alive connections (wrk, 2 threads,
-    --latency; apt-get install wrk): p50 and p99 for `--workers 1` and `--workers 2` on SQLite.
+    --latency; apt-get install wrk): p50 and p99 for `--workers 1` and `--workers 2` on SQLite
+    and on PostgreSQL, with the rate answered (202) and the rate to stored rows (from the first
+    request until the last event is a row).
 
 The load generator (http.client threads; wrk for (c)) shares the 2 cores with the server,
 its writer processes and the database, as the in-process path shares them with its writer.
@@ -31,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from common import Bar, header, parser, table, temp_dir, verdict
 
@@ -186,24 +188,41 @@ wrk.headers["Authorization"] = "Bearer {key}"
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def latency(url: str, spool: Path, workers: int, seconds: int, script: Path) -> tuple[float, float, float]:
-    """(p50 ms, p99 ms, requests/s) of single-event POSTs from 50 connections for ``seconds``."""
+class Latency(NamedTuple):
+    p50: float
+    p99: float
+    accepted: float
+    """Requests/s answered 202 (each event durable in the spool)."""
+    stored: float
+    """Events/s to stored rows: the requests over the time until the last one was a row."""
+
+
+def latency(url: str, spool: Path, workers: int, seconds: int, script: Path) -> Latency:
+    """Single-event POSTs from 50 connections for ``seconds``: latency, and rates answered and stored."""
     migrate(url)
     key = tenant_keys(url)[0]
     event = {k: v for k, v in fields(0, "acme").items() if k != "tenant_id"}
     script.write_text(LUA.format(body=json.dumps(event), key=key))
-    with service(url, spool, workers) as port:
+    with stored(url) as count, service(url, spool, workers) as port:
         target = f"http://127.0.0.1:{port}/v1/events"
         subprocess.run(["wrk", "-t2", "-c50", "-d2s", "-s", str(script), target], capture_output=True, check=True)
+        before = count()
+        started = time.perf_counter()
         out = subprocess.run(["wrk", "-t2", "-c50", f"-d{seconds}s", "--latency", "-s", str(script), target],
                              capture_output=True, text=True, check=True).stdout
+        total = re.search(r"(\d+) requests in", out)
+        if total is None:
+            raise RuntimeError(f"cannot read wrk's output:\n{out}")
+        # The warm-up's events may still be arriving: wait for all of them and the run's.
+        wait_stored(count, before + int(total.group(1)))
+        stored_rate = int(total.group(1)) / (time.perf_counter() - started)
     if "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"wrk saw failed requests:\n{out}")
     cuts = {q: float(v) * UNITS[u] for q, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)}
     rate = re.search(r"Requests/sec:\s*([\d.]+)", out)
     if len(cuts) != 2 or rate is None:
         raise RuntimeError(f"cannot read wrk's output:\n{out}")
-    return cuts["50"], cuts["99"], float(rate.group(1))
+    return Latency(cuts["50"], cuts["99"], float(rate.group(1)), stored_rate)
 
 
 # -- main -----------------------------------------------------------------------------------
@@ -259,10 +278,13 @@ def main() -> int:
         lat = {w: latency("sqlite:///" + str(tmp / f"lat{w}.db"), tmp / f"lat{w}-spool", w, seconds,
                           tmp / "post.lua") for w in (1, 2)}
         pg: dict[str, list[float]] = {}
+        pg_lat: dict[int, Latency] = {}
         if not args.skip_postgres:
             server = start_server(fsync=True)
             try:
                 pg = postgres_rounds(server, tmp, rounds, requests, counts)
+                pg_lat = {w: latency(server.create_database(f"lat{w}"), tmp / f"pg-lat{w}-spool", w, seconds,
+                                     tmp / "post.lua") for w in (1, 2)}
             finally:
                 remove_server(server)
     ratios = [h / local for h, local in zip(http_rates, local_rates, strict=True)]
@@ -277,8 +299,12 @@ def main() -> int:
                for name, v in pg.items()])
         bars.append(Bar("PostgreSQL: --workers 2 / --workers 1", statistics.median(pg["--workers 2"]) / one, 1.0,
                         None, True))
-    table(("single-event POST, 50 connections", "p50 ms", "p99 ms", "requests/s"),
-          [(f"sealog serve --workers {w} (SQLite)", *lat[w]) for w in lat])
+    table(("single-event POST, 50 connections", "p50 ms", "p99 ms", "requests/s answered", "events/s stored"),
+          [(f"sealog serve --workers {w} ({name})", *result) for name, found in (("SQLite", lat), ("PostgreSQL", pg_lat))
+           for w, result in found.items()])
+    if pg_lat:
+        bars.append(Bar("PostgreSQL single-event POSTs, stored: --workers 2 / --workers 1",
+                        pg_lat[2].stored / pg_lat[1].stored, 1.0, None, True))
     return verdict(bars, args.check)
 
 
