@@ -83,6 +83,13 @@ def running(rabbit_url: str, names: Names, database: Database) -> Iterator[tuple
     store.close()
 
 
+def _dead_letter(amqp: Any, names: Names) -> tuple[Any, bytes]:
+    """The next message in Q.dead: (properties, body)."""
+    _, props, body = wait_for(lambda: (got := amqp.basic_get(names.dead, auto_ack=True))[0] and got,
+                              what="the dead letter")
+    return props, body
+
+
 def _waiting(amqp: Any, queue: str) -> int:
     return int(amqp.queue_declare(queue, passive=True).method.message_count)
 
@@ -100,8 +107,7 @@ def test_a_refused_message_is_dead_lettered_and_its_batch_mates_stored(
     publish(amqp, names.exchange, [(f"good.n{i}", sealog_body(f"good.n{i}")) for i in range(3)]
             + [("refuse.me", sealog_body("refuse.me"))] + [(f"good.m{i}", sealog_body(f"good.m{i}")) for i in range(6)])
     wait_for(lambda: len(database.actions()) == 9, what="the nine stored")
-    _, props, body = wait_for(lambda: (got := amqp.basic_get(names.dead, auto_ack=True))[0] and got,
-                              what="the dead letter")
+    props, body = _dead_letter(amqp, names)
     assert b"refuse.me" in body
     assert "the store refused it" in props.headers["x-sealog-reason"]
     wait_for(lambda: consumer.counts.dead_lettered == 1, what="the dead-letter count")
@@ -117,8 +123,7 @@ def test_a_refused_batch_element_is_dead_lettered_alone(
     elements = [sealog_body("good.a"), sealog_body(REFUSED), sealog_body("good.b"), sealog_body("good.c")]
     publish(amqp, names.exchange, [("good.a", b"[" + b",".join(elements) + b"]")])
     wait_for(lambda: len(database.actions()) == 3, what="the three stored")
-    _, props, body = wait_for(lambda: (got := amqp.basic_get(names.dead, auto_ack=True))[0] and got,
-                              what="the dead letter")
+    props, body = _dead_letter(amqp, names)
     assert body == elements[1]
     assert props.headers["x-sealog-index"] == 1
     assert "the store refused it" in props.headers["x-sealog-reason"]
