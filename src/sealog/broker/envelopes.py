@@ -110,7 +110,8 @@ def _outside_strings(body: bytes) -> bytes:
     string): keep only quotes and brackets, and drop each ``""``. A string holding no
     bracket leaves exactly that pair, so no quote is left only when no string held a
     bracket (one left-to-right pass: a pair taken across two strings strands a quote).
-    Otherwise the strings are cut out by a regex, ~25x slower on a 100-event batch.
+    Otherwise the strings are cut out by a regex: the whole check of a 100-event batch
+    takes ~1,200 µs that way and ~120 µs this way.
     """
     if b"\\" not in body:
         kept = body.translate(None, _NOT_QUOTES_OR_BRACKETS).replace(b'""', b"")
