@@ -74,11 +74,10 @@ TARGETS = {"tool": "tool", "auth": "session", "content": "post", "mcp": "tool", 
            "settings": "workspace", "webhook": "webhook", "skill": "skill", "gpt": "integration",
            "user": "user", "billing": "invoice", "api_key": "api_key"}
 
-FACETS = "sealog_facets(tenant_id, action, outcome, actor_id, target_id, request_id, correlation_id)"
-FACET_REPLACES = ("sealog_events_tenant_action", "sealog_events_tenant_actor", "sealog_events_tenant_target",
-                  "sealog_events_tenant_outcome", "sealog_events_request", "sealog_events_correlation")
-FACET_KINDS = (("action", "a"), ("outcome", "o"), ("actor_id", "u"), ("target_id", "t"), ("request_id", "r"),
-               ("correlation_id", "c"))
+FACETS = "sealog_facets(tenant_id, actor_id, target_id, request_id, correlation_id)"
+FACET_REPLACES = ("sealog_events_tenant_actor", "sealog_events_tenant_target", "sealog_events_request",
+                  "sealog_events_correlation")
+FACET_KINDS = (("actor_id", "u"), ("target_id", "t"), ("request_id", "r"), ("correlation_id", "c"))
 
 # What the measurements below point to (SQLite: adopted by migration 007, IF NOT EXISTS keeps them
 # no-ops since; PostgreSQL: the next proposal), measured on a copy of each database together with
@@ -88,22 +87,21 @@ PROPOSED: dict[str, list[str]] = {
         "CREATE INDEX IF NOT EXISTS events_tenant_target ON events (tenant_id, target_id, occurred_at)",
         "CREATE INDEX IF NOT EXISTS events_tenant_outcome ON events (tenant_id, outcome, occurred_at)",
     ],
-    # Issue 13's storage decision, measured before it is taken (and not taken): the search btrees
-    # (whose inserts hold PostgreSQL at ~0.5 of the hand-written table) replaced by one GIN index over
-    # tenant-scoped facets, with fastupdate (new entries go to a pending list, merged in bulk), and a
-    # table of each tenant's actions for resolving patterns; queries: ``FacetPostgresStore``, the same
-    # pages as PostgresStore (1,320 calls compared at 50k events). At 10^6 events: PostgresStore.write
-    # 1.21x (CPU 1.26x), actor/target/request/correlation lookups 2-12 ms, but a common action 129 ms,
-    # action patterns 36-472 ms, outcome failure 119 ms: the facet bitmap suits rare values only.
+    # Issue 13's storage decision, measured before it is taken. All six search btrees replaced by
+    # one GIN index over tenant-scoped facets (fastupdate: new entries go to a pending list, merged
+    # in bulk) gave PostgresStore.write 1.21x (CPU 1.26x) and actor/target/request/correlation
+    # lookups of 2-12 ms at 10^6 events, but a common action took 129 ms, action patterns 36-472 ms
+    # and outcome failure 119 ms: a facet bitmap suits rare values only. So the proposal now is the
+    # hybrid: GIN for the four high-cardinality ids, the action and outcome btrees kept (queries:
+    # ``FacetPostgresStore``, the same pages on 1,320 compared calls). Measured at 10^6 events: every
+    # query stays <= 20 ms p50 (those ids 1.8-7.4 ms), but PostgresStore.write gains only 1.08x
+    # (CPU 1.08x): not worth a migration, so not taken either.
     "postgres": [
-        "CREATE FUNCTION sealog_facets(t text, action text, outcome text, actor text, target text, request text, "
-        "correlation text) RETURNS text[] LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT ARRAY["
-        "'a' || chr(31) || t || chr(31) || action, 'o' || chr(31) || t || chr(31) || outcome, "
+        "CREATE FUNCTION sealog_facets(t text, actor text, target text, request text, correlation text) "
+        "RETURNS text[] LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT ARRAY["
         "'u' || chr(31) || t || chr(31) || actor, 't' || chr(31) || t || chr(31) || target, "
         "'r' || chr(31) || t || chr(31) || request, 'c' || chr(31) || t || chr(31) || correlation] $$",
         f"CREATE INDEX sealog_events_facets ON sealog_events USING gin ({FACETS}) WITH (fastupdate = on)",
-        "CREATE TABLE sealog_actions (tenant_id text, action text, PRIMARY KEY (tenant_id, action))",
-        "INSERT INTO sealog_actions SELECT DISTINCT tenant_id, action FROM sealog_events",
         *(f"DROP INDEX {name}" for name in FACET_REPLACES),
     ],
 }
@@ -304,49 +302,27 @@ class ResolvingSQLiteStore(SQLiteStore):
 def resolving_postgres() -> Any:
     """PostgresStore with the proposal's queries, a class (imported late: psycopg is optional).
 
-    Every equality filter (an exact or resolved action, outcome, actor, target, request and
-    correlation ids) is also asked of the facet index (``@>``; resolved actions ``&&``); the
-    columns stay the truth, the planner picks the facet bitmap or the tenant x time scan.
+    A search by actor, target, request or correlation id also asks the facet index (``@>``);
+    the columns stay the truth, and the planner picks the facet bitmap or another index.
+    Every other search is PostgresStore's own.
     """
     from psycopg import sql
 
     from sealog.stores import postgres
-    from sealog.stores.base import resolvable, stored_actions
-
-    actions_sql = sql.SQL("SELECT action FROM sealog_actions WHERE tenant_id = %(t)s AND action >= %(p)s "
-                          "ORDER BY action LIMIT %(n)s")
-
-    def facet(kind: str, tenant: str, value: str) -> str:
-        return f"{kind}\x1f{tenant}\x1f{value}"
 
     class FacetPostgresStore(postgres.PostgresStore):
         def query(self, query: Query) -> Page:
+            required = [f"{kind}\x1f{query.tenant_id}\x1f{getattr(query, name)}" for name, kind in FACET_KINDS
+                        if getattr(query, name) is not None]
+            if not required:
+                return super().query(query)
             limit = check_limit(query.limit)
-            actions = None
-            prefix = resolvable(query.action)
-            if prefix is not None:
-                found = self._fetch(actions_sql, {"t": query.tenant_id, "p": prefix, "n": 1001},  # type: ignore[arg-type]
-                                    lambda r: str(r[0]))
-                actions = stored_actions(query.action or "", found)
-                if actions == []:
-                    return Page([], None)
-            base = query if actions is None else replace(query, action=None)
-            condition, params = where(base, postgres._DIALECT)
-            required = [facet(kind, query.tenant_id, getattr(base, name)) for name, kind in FACET_KINDS
-                        if getattr(base, name) is not None and (name != "action" or prefix is None)]
-            if base.action == "#":
-                required = [f for f in required if not f.startswith("a\x1f")]
-            conditions = [condition]
-            if required:
-                conditions.append(f"{FACETS} @> %s::text[]")
-                params.append(required)
-            if actions:
-                conditions += ["action = ANY(%s)", f"{FACETS} && %s::text[]"]
-                params += [actions, [facet("a", query.tenant_id, a) for a in actions]]
-            statement = sql.SQL("SELECT {} FROM sealog_events WHERE {} ORDER BY occurred_at DESC, seq DESC "
-                                "LIMIT {}").format(postgres._select_list(FIELDS), sql.SQL(" AND ".join(conditions)),
-                                                   sql.Literal(limit + 1))
-            return page_of(self._fetch(statement, params, postgres._event), limit)
+            condition, params = where(query, postgres._DIALECT)
+            statement = sql.SQL("SELECT {} FROM sealog_events WHERE {} AND {} @> %s::text[] "
+                                "ORDER BY occurred_at DESC, seq DESC LIMIT {}").format(
+                postgres._select_list(FIELDS), sql.SQL(condition), sql.SQL(FACETS),  # type: ignore[arg-type]
+                sql.Literal(limit + 1))
+            return page_of(self._fetch(statement, [*params, required], postgres._event), limit)
 
     return FacetPostgresStore
 
